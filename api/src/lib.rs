@@ -1,0 +1,153 @@
+//! `crm-api`: the HTTP API. `Application::build` wires settings into a router bound to a listener; the binary
+//! and the tests run the same thing.
+
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod http_metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use crm_shared::config::Settings;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// Largest JSON body the API reads (uploads get their own limit).
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// How long in-flight requests may take to finish after SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = crm_shared::db::pool(&settings)?;
+        let redis = crm_shared::redis_conn::connect_lazy(&settings)?;
+        let state = AppState {
+            db,
+            redis,
+            jwt: Arc::new(auth::JwtKeys::new(&settings)),
+            metrics: http_metrics::recorder()?,
+            settings: Arc::new(settings),
+        };
+        let listener = TcpListener::bind(state.settings.api_addr).await?;
+        Ok(Self { router: router(state.clone()), listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|addr| addr.port()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish for up to `DRAIN_TIMEOUT`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "crm-api listening");
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let drain_started = shutdown.clone();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(shutdown.cancelled_owned());
+        tokio::select! {
+            result = server => result?,
+            () = async { drain_started.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+                tracing::warn!("requests still running after the drain timeout; stopping anyway");
+            }
+        }
+        self.state.db.close().await;
+        tracing::info!("crm-api stopped");
+        Ok(())
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .merge(routes::teams::router())
+        .merge(routes::record_kinds::lead_endpoints::router())
+        .merge(routes::record_kinds::client_endpoints::router())
+        .merge(routes::record_kinds::project_endpoints::router())
+        .merge(routes::record_kinds::interaction_endpoints::router())
+        .merge(routes::record_kinds::ticket_endpoints::router())
+        .merge(routes::ticket_replies::router())
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/docs", get(docs))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(http_metrics::track))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state);
+
+    api.layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                    tenant_id = tracing::field::Empty,
+                    user_id = tracing::field::Empty,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(openapi::ApiDoc::openapi())
+}
+
+async fn docs() -> Html<String> {
+    Html(utoipa_scalar::Scalar::new(openapi::ApiDoc::openapi()).to_html())
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route; see /api/v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,131 @@
+//! The OpenAPI 3.1 document. Paths and schemas come from the handlers' annotations; the error responses every
+//! operation can give are added by rule (`ErrorResponses`), the same rules the middleware and extractors
+//! follow, so the document cannot forget one.
+
+use crate::error::ErrorBody;
+use crate::routes::{auth, health, record_kinds, teams, ticket_replies, users};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CRM API",
+        version = "1.0.0",
+        description = "Multi-tenant CRM: records, users and teams. Every error answers \
+            `{\"error\", \"code\", \"details\"}`; another tenant's record is always 404. Lists take `limit` (1-100, \
+            default 25), `offset`, `include_total`, `sort` (`-created_at`), `q`, `deleted=true` for the trash, and the \
+            entity's enumeration filters (comma-separated values)."
+    ),
+    paths(
+        health::health, health::ready, health::metrics,
+        auth::login, auth::me,
+        users::list_users, users::create_user, users::get_user, users::update_user, users::audit_log,
+        teams::list_teams, teams::create_team, teams::set_members,
+        record_kinds::lead_endpoints::list, record_kinds::lead_endpoints::create, record_kinds::lead_endpoints::get_one,
+        record_kinds::lead_endpoints::update, record_kinds::lead_endpoints::delete, record_kinds::lead_endpoints::restore,
+        record_kinds::client_endpoints::list, record_kinds::client_endpoints::create, record_kinds::client_endpoints::get_one,
+        record_kinds::client_endpoints::update, record_kinds::client_endpoints::delete, record_kinds::client_endpoints::restore,
+        record_kinds::project_endpoints::list, record_kinds::project_endpoints::create, record_kinds::project_endpoints::get_one,
+        record_kinds::project_endpoints::update, record_kinds::project_endpoints::delete, record_kinds::project_endpoints::restore,
+        record_kinds::interaction_endpoints::list, record_kinds::interaction_endpoints::create,
+        record_kinds::interaction_endpoints::get_one, record_kinds::interaction_endpoints::update,
+        record_kinds::interaction_endpoints::delete, record_kinds::interaction_endpoints::restore,
+        record_kinds::ticket_endpoints::list, record_kinds::ticket_endpoints::create, record_kinds::ticket_endpoints::get_one,
+        record_kinds::ticket_endpoints::update, record_kinds::ticket_endpoints::delete, record_kinds::ticket_endpoints::restore,
+        ticket_replies::list_replies, ticket_replies::add_reply,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth, &ErrorResponses),
+    tags(
+        (name = "auth", description = "Sign in"),
+        (name = "users", description = "Users and the audit log (admins)"),
+        (name = "teams", description = "Teams (admins)"),
+        (name = "leads"), (name = "clients"), (name = "projects"), (name = "interactions"), (name = "tickets"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") || path == "/api/v1/auth/login" {
+                continue;
+            }
+            for operation in operations(item) {
+                operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+        .into_iter()
+        .filter_map(|operation| operation.as_mut())
+}
+
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            let has_id = path.contains('{');
+            let is_login = path == "/api/v1/auth/login";
+            let is_me = path == "/api/v1/auth/me";
+            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p)) || path.ends_with("/restore");
+            for operation in operations(item) {
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.as_ref().is_some_and(|params| {
+                    params.iter().any(|param| matches!(param.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+                });
+                let mut add = |status: &str, description: &str| {
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                        .build();
+                    operation.responses.responses.entry(status.to_owned()).or_insert(response.into());
+                };
+                if has_body || has_id {
+                    add("400", "Malformed request: invalid JSON syntax, or an id that is not a UUID (`bad_request`, `malformed_json`, `invalid_path`)");
+                }
+                if !is_login {
+                    add("401", "No token, or a forged, expired or revoked one (`unauthorized`)");
+                }
+                if !is_login && !is_me {
+                    add("403", "The caller's role may not do this (`forbidden`)");
+                }
+                if has_id {
+                    add("404", "No such record in the caller's tenant, or not visible to the caller (`not_found`)");
+                }
+                if may_conflict && (has_body || path.ends_with("/restore")) {
+                    add("409", "A duplicate (email or name) or the last admin (`conflict`, `last_admin`)");
+                }
+                if has_body {
+                    add("413", "The body is larger than 1 MiB (`payload_too_large`)");
+                    add("415", "The body is not JSON (`unsupported_media_type`)");
+                }
+                if has_body || has_query {
+                    add("422", "Invalid fields: `details.fields` maps each field to its problem (`validation_failed`, `invalid_query`)");
+                }
+                if is_login {
+                    add("429", "Too many failed sign-ins for this email or address; see Retry-After (`rate_limited`)");
+                }
+                add("503", "Postgres or Redis is unavailable (`service_unavailable`)");
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Liveness, readiness and metrics for operators and load balancers.
+
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    pub postgres: bool,
+    pub redis: bool,
+}
+
+/// The process is alive (it answers without touching any dependency).
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Postgres and Redis both answer; 503 otherwise (with which one is down).
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, description = "A dependency is down", body = Readiness)))]
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let postgres = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await.is_ok();
+    let mut redis = state.redis.clone();
+    let redis = crm_shared::redis_conn::ping(&mut redis).await;
+    let ready = postgres && redis;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }, postgres, redis }))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.db.size();
+    metrics::gauge!("db_pool_connections").set(f64::from(state.db.size()));
+    metrics::gauge!("db_pool_idle_connections").set(state.db.num_idle() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

@@ -1,0 +1,31 @@
+//! What every handler shares.
+
+use crate::auth::{AuthCtx, JwtKeys};
+use crate::error::ApiError;
+use crm_shared::config::Settings;
+use crm_shared::db::{self, Session, Tx};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub settings: Arc<Settings>,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Begins the caller's tenant transaction. A token whose user was deactivated, or whose role changed
+    /// since it was issued, stops working here, at once.
+    pub async fn begin(&self, auth: &AuthCtx) -> Result<(Tx, Session), ApiError> {
+        let (tx, session) = db::begin_for_user(&self.db, auth.tenant_id, auth.user_id).await?;
+        if session.role != auth.role {
+            return Err(ApiError::unauthorized("your role has changed since you signed in; sign in again"));
+        }
+        Ok((tx, session))
+    }
+}

@@ -1,0 +1,190 @@
+//! One typed `Settings`, loaded once from the environment (and `.env` when present) and validated at start-up.
+//! A missing or invalid setting is reported in one line naming the variable.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key this deployment owns; lets several deployments (or test runs) share a Redis.
+    pub redis_prefix: String,
+    pub api_addr: SocketAddr,
+    pub jwt_secret: SecretString,
+    pub jwt_ttl: Duration,
+    pub storage_url: String,
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    pub log_format: LogFormat,
+    pub rust_log: String,
+    pub import_max_bytes: u64,
+    pub database_max_connections: u32,
+}
+
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Settings {
+    /// Reads `.env` (if any) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any variable source; tests use it to avoid touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let required = |name: &'static str| {
+            get(name).ok_or(ConfigError { variable: name, problem: "is required but not set".into() })
+        };
+        let invalid = |variable: &'static str, problem: String| ConfigError { variable, problem };
+
+        let database_url = required("DATABASE_URL")?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("DATABASE_URL", "must be a postgres:// URL".into()));
+        }
+        let redis_url = required("REDIS_URL")?;
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid("REDIS_URL", "must be a redis:// URL".into()));
+        }
+        let jwt_secret = required("JWT_SECRET")?;
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(invalid(
+                "JWT_SECRET",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes (got {})", jwt_secret.len()),
+            ));
+        }
+        let api_addr = get("API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let api_addr: SocketAddr = api_addr
+            .parse()
+            .map_err(|_| invalid("API_ADDR", format!("must be host:port, got {api_addr:?}")))?;
+        let storage_url = get("STORAGE_URL").unwrap_or_else(|| "file://./data/files".into());
+        if !(storage_url.starts_with("file://") || storage_url.starts_with("s3://")) {
+            return Err(invalid("STORAGE_URL", "must be file:///path or s3://bucket/prefix".into()));
+        }
+        let smtp_url = get("SMTP_URL");
+        if let Some(url) = &smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(invalid("SMTP_URL", "must be smtp://host:port or smtps://user:pass@host".into()));
+        }
+        let log_format = match get("LOG_FORMAT").as_deref().unwrap_or("pretty") {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("LOG_FORMAT", format!("must be pretty or json, got {other:?}"))),
+        };
+        let positive = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|value| *value > 0)
+                    .ok_or_else(|| invalid(name, format!("must be a positive integer, got {text:?}"))),
+            }
+        };
+        let redis_prefix = get("REDIS_PREFIX").unwrap_or_else(|| "crm".into());
+        if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(invalid("REDIS_PREFIX", "may hold only letters, digits, '-' and '_'".into()));
+        }
+
+        Ok(Self {
+            database_url: database_url.into(),
+            redis_url: redis_url.into(),
+            redis_prefix,
+            api_addr,
+            jwt_secret: jwt_secret.into(),
+            jwt_ttl: Duration::from_secs(positive("JWT_TTL_SECONDS", 900)?),
+            storage_url,
+            smtp_url: smtp_url.map(Into::into),
+            mail_from: get("MAIL_FROM").unwrap_or_else(|| "crm@localhost".into()),
+            log_format,
+            rust_log: get("RUST_LOG").unwrap_or_else(|| "info".into()),
+            import_max_bytes: positive("IMPORT_MAX_BYTES", 268_435_456)?,
+            database_max_connections: u32::try_from(positive("DATABASE_MAX_CONNECTIONS", 20)?)
+                .map_err(|_| invalid("DATABASE_MAX_CONNECTIONS", "is too large".into()))?,
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://localhost/crm"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_required_settings_are_given() {
+        let settings = settings(&BASE).expect("valid");
+        assert_eq!(settings.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.import_max_bytes, 268_435_456);
+        assert_eq!(settings.storage_url, "file://./data/files");
+        assert_eq!(settings.mail_from, "crm@localhost");
+        assert_eq!(settings.log_format, LogFormat::Pretty);
+        assert!(settings.smtp_url.is_none());
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let error = settings(&BASE[..2]).expect_err("JWT_SECRET missing");
+        assert_eq!(error.variable, "JWT_SECRET");
+        assert_eq!(error.to_string(), "configuration error: JWT_SECRET is required but not set");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let mut pairs = BASE.to_vec();
+        pairs[2] = ("JWT_SECRET", "too-short");
+        let error = settings(&pairs).expect_err("short secret");
+        assert_eq!(error.variable, "JWT_SECRET");
+        assert!(error.to_string().contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        for (variable, value) in [
+            ("API_ADDR", "nonsense"),
+            ("LOG_FORMAT", "xml"),
+            ("IMPORT_MAX_BYTES", "-5"),
+            ("STORAGE_URL", "ftp://x"),
+            ("SMTP_URL", "mail.example.com"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((variable, value));
+            let error = settings(&pairs).expect_err(variable);
+            assert_eq!(error.variable, variable);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Postgres: the pool, migrations, tenant-scoped transactions and one repository module per aggregate.
+//!
+//! Every tenant-owned repository function takes the connection first (the caller owns the transaction) and
+//! the `TenantId` second, and filters by it. Underneath, each tenant transaction runs as the non-owner role
+//! `crm_app` with `app.tenant_id` set, so row-level security hides other tenants even from a query that forgot
+//! its filter.
+
+pub mod audit;
+pub mod records;
+pub mod tenants;
+pub mod teams;
+pub mod users;
+
+use crate::config::Settings;
+use crate::domain::enums::Role;
+use crate::domain::records::TenantLocale;
+use crate::domain::validation::parse_time_zone;
+use crate::error::DomainError;
+use crate::ids::{TenantId, UserId};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use sqlx::PgConnection;
+
+/// The schema, embedded so every binary knows which version it needs.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+pub type Tx = Transaction<'static, Postgres>;
+
+/// A lazily connecting pool: processes start (and answer `/health`) while Postgres is still coming up.
+pub fn pool(settings: &Settings) -> Result<PgPool, DomainError> {
+    let options = PgConnectOptions::from_str(settings.database_url())
+        .map_err(|error| DomainError::Internal(anyhow::anyhow!("DATABASE_URL is not valid: {error}")))?
+        .application_name("crm");
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Applies pending migrations. sqlx takes a Postgres advisory lock around the run, so concurrent callers
+/// (two deploys, parallel tests) apply each migration once.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// True when every migration this binary was built with has been applied.
+pub async fn schema_is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or(0);
+    let applied: Option<i64> = sqlx::query_scalar(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success \
+         AND EXISTS (SELECT 1 FROM pg_tables WHERE tablename = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await
+    .or_else(|error| match &error {
+        // The ledger does not exist yet: nothing has been migrated.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(None),
+        _ => Err(error),
+    })?;
+    Ok(applied.unwrap_or(0) >= latest)
+}
+
+/// Waits until Postgres answers and the schema is current (the worker and scheduler never migrate).
+pub async fn wait_for_schema(pool: &PgPool, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match schema_is_current(pool).await {
+            Ok(true) => return true,
+            Ok(false) => tracing::info!("waiting for `crm-api migrate` to bring the schema up to date"),
+            Err(error) => tracing::warn!(error = %error, "waiting for Postgres"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Begins a transaction confined to one tenant by row-level security.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Tx, DomainError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Confines an already acquired connection's new transaction to one tenant (for tools holding a connection).
+pub async fn begin_tenant_on(conn: &mut PgConnection, tenant: TenantId) -> Result<Transaction<'_, Postgres>, DomainError> {
+    use sqlx::Acquire;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// What a request's user currently is, read at the start of its transaction.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role: Role,
+    pub locale: TenantLocale,
+}
+
+/// Begins a tenant transaction for a signed-in user, checking in the same round trip that the user still
+/// exists and is active (a deactivated user's unexpired token stops working at once) and reading their
+/// current role and the tenant's locale.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, user_id = %user))]
+pub async fn begin_for_user(pool: &PgPool, tenant: TenantId, user: UserId) -> Result<(Tx, Session), DomainError> {
+    let mut tx = pool.begin().await?;
+    // The row is read as the connecting owner, before the role switch takes effect for later statements.
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT u.role, t.default_region, t.time_zone, \
+                set_config('role', 'crm_app', true), set_config('app.tenant_id', $1::text, true) \
+         FROM users u JOIN tenants t ON t.id = u.tenant_id \
+         WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active",
+    )
+    .bind(tenant)
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|(role, region, zone, _, _): (String, String, String, String, String)| (role, region, zone));
+    let Some((role, default_region, time_zone)) = row else {
+        return Err(DomainError::Unauthorized("this account is no longer active; sign in again".into()));
+    };
+    let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?} in users"))?;
+    let time_zone = parse_time_zone(&time_zone).unwrap_or(chrono_tz::UTC);
+    Ok((tx, Session { role, locale: TenantLocale { default_region, time_zone } }))
+}

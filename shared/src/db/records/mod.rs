@@ -1,0 +1,268 @@
+//! The CRM records (leads, clients, projects, interactions, tickets) share one shape: tenant, owner, soft
+//! delete, filters, sort and search. The generic queries live here; each entity module adds its row type,
+//! insert and update.
+
+pub mod clients;
+pub mod interactions;
+pub mod leads;
+pub mod projects;
+pub mod tickets;
+
+use crate::domain::access::{Entity, Scope};
+use crate::error::DomainError;
+use crate::ids::{TenantId, UserId};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// How an entity's table is queried. Every name here is a compile-time constant, never user input.
+#[derive(Debug)]
+pub struct RecordTable {
+    pub entity: Entity,
+    pub table: &'static str,
+    /// The select list, every column qualified with `r.`.
+    pub columns: &'static str,
+    /// The column naming the user a record is assigned to.
+    pub owner_column: &'static str,
+    /// Columns `q` searches (case-insensitive substring).
+    pub search_columns: &'static [&'static str],
+    /// Columns a list may be sorted by.
+    pub sort_columns: &'static [&'static str],
+}
+
+/// Who is asking, and which records they see.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub user_id: UserId,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub column: &'static str,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// `column = ANY(values)`.
+    TextIn(&'static str, Vec<String>),
+    UuidEq(&'static str, Uuid),
+    From(&'static str, DateTime<Utc>),
+    To(&'static str, DateTime<Utc>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub limit: i64,
+    pub offset: i64,
+    pub include_total: bool,
+    pub sort: Sort,
+    pub search: Option<String>,
+    /// The trash (soft-deleted records) instead of live ones.
+    pub trash: bool,
+    pub filters: Vec<Filter>,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: Option<i64>,
+}
+
+/// The users whose records a manager sees: the manager and every member of the manager's teams.
+const TEAM_MEMBERS: &str = "SELECT member.user_id FROM user_teams mine JOIN user_teams member \
+     ON member.tenant_id = mine.tenant_id AND member.team_id = mine.team_id \
+     WHERE mine.tenant_id = ";
+
+fn push_scope(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, tenant: TenantId, viewer: &Viewer) {
+    match viewer.scope {
+        Scope::Tenant => {}
+        Scope::OwnOrAssigned => {
+            qb.push(" AND (r.created_by = ").push_bind(viewer.user_id);
+            qb.push(" OR r.").push(table.owner_column).push(" = ").push_bind(viewer.user_id).push(")");
+        }
+        Scope::Teams => {
+            for (index, column) in ["created_by", table.owner_column].into_iter().enumerate() {
+                qb.push(if index == 0 { " AND (r." } else { " OR r." }).push(column).push(" IN (");
+                qb.push(TEAM_MEMBERS).push_bind(tenant).push(" AND mine.user_id = ").push_bind(viewer.user_id);
+                qb.push(" UNION ALL SELECT ").push_bind(viewer.user_id).push("::uuid)");
+            }
+            qb.push(")");
+        }
+    }
+}
+
+/// `WHERE` for one tenant's live (or trashed) records visible to the viewer.
+fn push_visible(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, tenant: TenantId, viewer: &Viewer, trash: bool) {
+    qb.push(" WHERE r.tenant_id = ").push_bind(tenant);
+    qb.push(if trash { " AND r.deleted_at IS NOT NULL" } else { " AND r.deleted_at IS NULL" });
+    push_scope(qb, table, tenant, viewer);
+}
+
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+fn push_filters(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, query: &ListQuery) {
+    for filter in &query.filters {
+        match filter {
+            Filter::TextIn(column, values) => {
+                qb.push(" AND r.").push(*column).push(" = ANY(").push_bind(values.clone()).push(")");
+            }
+            Filter::UuidEq(column, value) => {
+                qb.push(" AND r.").push(*column).push(" = ").push_bind(*value);
+            }
+            Filter::From(column, at) => {
+                qb.push(" AND r.").push(*column).push(" >= ").push_bind(*at);
+            }
+            Filter::To(column, at) => {
+                qb.push(" AND r.").push(*column).push(" < ").push_bind(*at);
+            }
+        }
+    }
+    if let Some(search) = query.search.as_deref().filter(|text| !text.trim().is_empty()) {
+        let pattern = escape_like(search.trim());
+        for (index, column) in table.search_columns.iter().enumerate() {
+            qb.push(if index == 0 { " AND (r." } else { " OR r." });
+            qb.push(*column).push(" ILIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+        }
+        qb.push(")");
+    }
+}
+
+/// One page of records, newest first unless sorted otherwise.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table))]
+pub async fn list<T>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    query: &ListQuery,
+) -> Result<Page<T>, DomainError>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} r", table.columns, table.table));
+    push_visible(&mut qb, table, tenant, viewer, query.trash);
+    push_filters(&mut qb, table, query);
+    let direction = if query.sort.descending { " DESC" } else { " ASC" };
+    // NULLs last either way, and the id breaks ties so pages never overlap.
+    qb.push(" ORDER BY r.").push(query.sort.column).push(direction).push(" NULLS LAST, r.id").push(direction);
+    qb.push(" LIMIT ").push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
+    let items = qb.build_query_as::<T>().fetch_all(&mut *conn).await?;
+
+    let total = if query.include_total {
+        let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {} r", table.table));
+        push_visible(&mut count, table, tenant, viewer, query.trash);
+        push_filters(&mut count, table, query);
+        Some(count.build_query_scalar::<i64>().fetch_one(&mut *conn).await?)
+    } else {
+        None
+    };
+    Ok(Page { items, total })
+}
+
+/// One visible record (`trash` selects a soft-deleted one), or `None`: missing, another tenant's, and not
+/// visible all look the same.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
+pub async fn get<T>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    id: Uuid,
+    trash: bool,
+) -> Result<Option<T>, DomainError>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} r", table.columns, table.table));
+    push_visible(&mut qb, table, tenant, viewer, trash);
+    qb.push(" AND r.id = ").push_bind(id);
+    Ok(qb.build_query_as::<T>().fetch_optional(conn).await?)
+}
+
+/// Moves a visible record to the trash. False when there was nothing to delete.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
+pub async fn soft_delete(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<bool, DomainError> {
+    let mut qb = QueryBuilder::new(format!("UPDATE {} r SET deleted_at = now(), updated_at = now()", table.table));
+    push_visible(&mut qb, table, tenant, viewer, false);
+    qb.push(" AND r.id = ").push_bind(id);
+    Ok(qb.build().execute(conn).await?.rows_affected() == 1)
+}
+
+/// Brings a visible record back from the trash (409 when a live record has taken its email meanwhile).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
+pub async fn restore<T>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<Option<T>, DomainError>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut qb = QueryBuilder::new(format!("UPDATE {} r SET deleted_at = NULL, updated_at = now()", table.table));
+    push_visible(&mut qb, table, tenant, viewer, true);
+    qb.push(" AND r.id = ").push_bind(id);
+    qb.push(" RETURNING ").push(table.columns);
+    Ok(qb.build_query_as::<T>().fetch_optional(conn).await?)
+}
+
+/// Starts `UPDATE <table> r SET updated_at = now()`; entity modules append `, column = value` pairs.
+pub(crate) fn update_builder(table: &RecordTable) -> QueryBuilder<Postgres> {
+    QueryBuilder::new(format!("UPDATE {} r SET updated_at = now()", table.table))
+}
+
+/// Appends `, column = value` for a change that is present.
+pub(crate) fn set<T>(qb: &mut QueryBuilder<Postgres>, column: &'static str, change: Option<T>)
+where
+    T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send + 'static,
+{
+    if let Some(value) = change {
+        qb.push(", ").push(column).push(" = ").push_bind(value);
+    }
+}
+
+/// Finishes an update: only a live record the viewer sees, returning it as it now is.
+pub(crate) async fn finish_update<T>(
+    mut qb: QueryBuilder<Postgres>,
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<Option<T>, DomainError>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    push_visible(&mut qb, table, tenant, viewer, false);
+    qb.push(" AND r.id = ").push_bind(id);
+    qb.push(" RETURNING ").push(table.columns);
+    Ok(qb.build_query_as::<T>().fetch_optional(conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_escape_like_wildcards() {
+        assert_eq!(super::escape_like("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

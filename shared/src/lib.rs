@@ -1,0 +1,17 @@
+//! Everything two or more of the binaries need: settings, telemetry, the domain (entities, enumerations,
+//! validation, access rules), the repositories over Postgres, job definitions and the shutdown primitive.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod ids;
+pub mod password;
+pub mod jobs;
+pub mod redis_conn;
+pub mod seed;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::DomainError;
+pub use ids::{TenantId, UserId};
