@@ -1,0 +1,9 @@
+//! End-to-end tests of the API against real Postgres and Redis, and of the three binaries as processes.
+
+mod bad_input;
+mod openapi;
+mod processes;
+mod records;
+mod roles;
+mod seed;
+mod tenancy;

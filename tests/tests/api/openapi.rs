@@ -1,0 +1,69 @@
+//! The OpenAPI document lists every route with the errors it can answer; /docs renders it.
+
+use crm_tests::TestApp;
+use reqwest::{Method, StatusCode};
+
+#[tokio::test]
+async fn the_document_covers_every_route_and_its_errors() {
+    let app = TestApp::spawn().await;
+    let reply = app.request(Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let document = reply.body;
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
+    let paths = document["paths"].as_object().expect("paths");
+    let mut expected = vec![
+        ("/health", "get"), ("/ready", "get"), ("/metrics", "get"),
+        ("/api/v1/auth/login", "post"), ("/api/v1/auth/me", "get"),
+        ("/api/v1/users", "get"), ("/api/v1/users", "post"), ("/api/v1/users/{id}", "get"), ("/api/v1/users/{id}", "patch"),
+        ("/api/v1/audit-log", "get"),
+        ("/api/v1/teams", "get"), ("/api/v1/teams", "post"), ("/api/v1/teams/{id}/members", "put"),
+        ("/api/v1/tickets/{id}/replies", "get"), ("/api/v1/tickets/{id}/replies", "post"),
+    ];
+    let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
+        .iter()
+        .flat_map(|kind| {
+            [
+                (format!("/api/v1/{kind}"), "get"), (format!("/api/v1/{kind}"), "post"),
+                (format!("/api/v1/{kind}/{{id}}"), "get"), (format!("/api/v1/{kind}/{{id}}"), "patch"),
+                (format!("/api/v1/{kind}/{{id}}"), "delete"), (format!("/api/v1/{kind}/{{id}}/restore"), "post"),
+            ]
+        })
+        .collect();
+    expected.extend(record_paths.iter().map(|(path, method)| (path.as_str(), *method)));
+    for (path, method) in &expected {
+        let operation = &paths.get(*path).unwrap_or_else(|| panic!("{path} missing"))[*method];
+        assert!(operation.is_object(), "{method} {path} missing");
+        let responses = operation["responses"].as_object().expect("responses");
+        if path.starts_with("/api/v1/") && *path != "/api/v1/auth/login" {
+            assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+            assert!(responses.contains_key("503"), "{method} {path} lacks 503");
+        }
+        if path.contains("{id}") {
+            assert!(responses.contains_key("404"), "{method} {path} lacks 404");
+        }
+        if operation.get("requestBody").is_some() {
+            for status in ["400", "413", "415", "422"] {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+        }
+    }
+    assert!(paths["/api/v1/auth/login"]["post"]["responses"].get("429").is_some());
+    assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
+    let documented: usize = paths.values().map(|item| item.as_object().map_or(0, |ops| ops.len())).sum();
+    assert_eq!(documented, expected.len(), "an undocumented or unexpected operation");
+
+    let docs = app.client.get(format!("{}/docs", app.address)).send().await.expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("html").contains("<html"));
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.request(Method::GET, "/health", None, None).await.body["status"], "ok");
+    let ready = app.request(Method::GET, "/ready", None, None).await;
+    assert_eq!((ready.status, ready.body["postgres"].clone(), ready.body["redis"].clone()), (StatusCode::OK, true.into(), true.into()));
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/ready\""));
+}
