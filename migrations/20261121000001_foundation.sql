@@ -6,15 +6,25 @@
 -- to create it: the duplicate is harmless.
 DO $$
 BEGIN
-    CREATE ROLE crm_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
-EXCEPTION WHEN duplicate_object THEN NULL;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_app') THEN
+        CREATE ROLE crm_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+    END IF;
+EXCEPTION
+    WHEN duplicate_object THEN NULL;
+    WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'the role crm_app does not exist and % may not create it; as a superuser run: '
+            'CREATE ROLE crm_app NOLOGIN; GRANT crm_app TO %', current_user, current_user;
 END
 $$;
 -- The connecting (owner) user switches into crm_app per transaction with set_config('role', ...).
 DO $$
 BEGIN
-    EXECUTE format('GRANT crm_app TO %I', current_user);
-EXCEPTION WHEN others THEN NULL; -- already a member, or a superuser that needs no grant
+    IF NOT pg_has_role(current_user, 'crm_app', 'MEMBER') THEN
+        EXECUTE format('GRANT crm_app TO %I', current_user);
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE EXCEPTION 'the migrating user % cannot become a member of crm_app; as a superuser run: GRANT crm_app TO %',
+        current_user, current_user;
 END
 $$;
 

@@ -52,8 +52,8 @@ impl JwtKeys {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::from_std(self.ttl).map_err(ApiError::internal)?;
         let claims = Claims { sub: user.0, tenant: tenant.0, role, iat: now.timestamp(), exp: expires_at.timestamp() };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)?;
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
         Ok((token, expires_at))
     }
 

@@ -65,11 +65,17 @@ pub struct CreatedTenant {
 pub async fn create_tenant(pool: &PgPool, args: &CreateTenant) -> Result<CreatedTenant, DomainError> {
     let name = args.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(DomainError::field("name", validation::ErrorCode::InvalidValue, "--name must be 1 to 200 characters"));
+        return Err(DomainError::field(
+            "name",
+            validation::ErrorCode::InvalidValue,
+            "--name must be 1 to 200 characters",
+        ));
     }
     let email = validation::email(args.admin_email.clone())
         .map_err(|invalid| DomainError::field("admin_email", invalid.0, format!("--admin-email: {}", invalid.1)))?
-        .ok_or_else(|| DomainError::field("admin_email", validation::ErrorCode::MissingRequired, "--admin-email is required"))?;
+        .ok_or_else(|| {
+            DomainError::field("admin_email", validation::ErrorCode::MissingRequired, "--admin-email is required")
+        })?;
     if args.admin_password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(DomainError::field(
             "admin_password",
@@ -79,10 +85,18 @@ pub async fn create_tenant(pool: &PgPool, args: &CreateTenant) -> Result<Created
     }
     let region = args.region.trim().to_uppercase();
     if region.parse::<phonenumber::country::Id>().is_err() {
-        return Err(DomainError::field("region", validation::ErrorCode::InvalidValue, "--region must be an ISO 3166 country code"));
+        return Err(DomainError::field(
+            "region",
+            validation::ErrorCode::InvalidValue,
+            "--region must be an ISO 3166 country code",
+        ));
     }
     if parse_time_zone(&args.time_zone).is_none() {
-        return Err(DomainError::field("time_zone", validation::ErrorCode::InvalidValue, "--time-zone must be an IANA zone such as Europe/Berlin"));
+        return Err(DomainError::field(
+            "time_zone",
+            validation::ErrorCode::InvalidValue,
+            "--time-zone must be an IANA zone such as Europe/Berlin",
+        ));
     }
     let secret = args.admin_password.clone();
     let password_hash = tokio::task::spawn_blocking(move || password::hash(&secret))
@@ -90,7 +104,9 @@ pub async fn create_tenant(pool: &PgPool, args: &CreateTenant) -> Result<Created
         .map_err(|error| anyhow::anyhow!(error))??;
 
     let mut tx = pool.begin().await?;
-    let tenant = tenants::create(&mut tx, &tenants::NewTenant { name, default_region: &region, time_zone: &args.time_zone }).await?;
+    let tenant =
+        tenants::create(&mut tx, &tenants::NewTenant { name, default_region: &region, time_zone: &args.time_zone })
+            .await?;
     // The admin row goes in under the new tenant's row-level security, like every later write.
     sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
         .bind(tenant.to_string())

@@ -48,10 +48,18 @@ where
                     let message = inner.to_string();
                     // serde's message ends with " at line L column C", which means nothing to a field.
                     let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-                    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "the request has invalid fields")
-                        .with_details(json!({ "fields": { field: message } })))
+                    Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        "the request has invalid fields",
+                    )
+                    .with_details(json!({ "fields": { field: message } })))
                 } else {
-                    Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {inner}")))
+                    Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not valid JSON: {inner}"),
+                    ))
                 }
             }
         }

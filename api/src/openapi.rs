@@ -86,7 +86,8 @@ impl Modify for ErrorResponses {
             let has_id = path.contains('{');
             let is_login = path == "/api/v1/auth/login";
             let is_me = path == "/api/v1/auth/me";
-            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p)) || path.ends_with("/restore");
+            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p))
+                || path.ends_with("/restore");
             for operation in operations(item) {
                 let has_body = operation.request_body.is_some();
                 let has_query = operation.parameters.as_ref().is_some_and(|params| {
@@ -95,12 +96,18 @@ impl Modify for ErrorResponses {
                 let mut add = |status: &str, description: &str| {
                     let response = ResponseBuilder::new()
                         .description(description)
-                        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                        .content(
+                            "application/json",
+                            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                        )
                         .build();
                     operation.responses.responses.entry(status.to_owned()).or_insert(response.into());
                 };
                 if has_body || has_id {
-                    add("400", "Malformed request: invalid JSON syntax, or an id that is not a UUID (`bad_request`, `malformed_json`, `invalid_path`)");
+                    add(
+                        "400",
+                        "Malformed request: invalid JSON syntax, or an id that is not a UUID (`bad_request`, `malformed_json`, `invalid_path`)",
+                    );
                 }
                 if !is_login {
                     add("401", "No token, or a forged, expired or revoked one (`unauthorized`)");
@@ -119,7 +126,10 @@ impl Modify for ErrorResponses {
                     add("415", "The body is not JSON (`unsupported_media_type`)");
                 }
                 if has_body || has_query {
-                    add("422", "Invalid fields: `details.fields` maps each field to its problem (`validation_failed`, `invalid_query`)");
+                    add(
+                        "422",
+                        "Invalid fields: `details.fields` maps each field to its problem (`validation_failed`, `invalid_query`)",
+                    );
                 }
                 if is_login {
                     add("429", "Too many failed sign-ins for this email or address; see Retry-After (`rate_limited`)");

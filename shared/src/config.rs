@@ -69,9 +69,8 @@ impl Settings {
             ));
         }
         let api_addr = get("API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let api_addr: SocketAddr = api_addr
-            .parse()
-            .map_err(|_| invalid("API_ADDR", format!("must be host:port, got {api_addr:?}")))?;
+        let api_addr: SocketAddr =
+            api_addr.parse().map_err(|_| invalid("API_ADDR", format!("must be host:port, got {api_addr:?}")))?;
         let storage_url = get("STORAGE_URL").unwrap_or_else(|| "file://./data/files".into());
         if !(storage_url.starts_with("file://") || storage_url.starts_with("s3://")) {
             return Err(invalid("STORAGE_URL", "must be file:///path or s3://bucket/prefix".into()));

@@ -45,7 +45,9 @@ fn constraint_meaning(constraint: &str) -> Option<ConstraintMeaning> {
         "clients_email_key" => Duplicate("email", "a client with this email already exists"),
         "users_email_key" => Duplicate("email", "a user with this email already exists"),
         "teams_name_key" => Duplicate("name", "a team with this name already exists"),
-        "leads_assigned_to_fkey" | "clients_assigned_to_fkey" | "projects_assigned_to_fkey"
+        "leads_assigned_to_fkey"
+        | "clients_assigned_to_fkey"
+        | "projects_assigned_to_fkey"
         | "tickets_assigned_to_fkey" => {
             Invalid("assigned_to_user_id", ErrorCode::UnknownUser, "no such user in this tenant")
         }

@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn queue_lists_parse_and_reject_unknown_names() {
         assert_eq!(parse_queue_list("imports, emails,imports"), Ok(vec![Queue::Imports, Queue::Emails]));
-        assert!(parse_queue_list("imports,printing").unwrap_err().contains("\"printing\""));
+        assert!(parse_queue_list("imports,printing").expect_err("unknown queue").contains("\"printing\""));
         assert!(parse_queue_list(" , ").is_err());
     }
 

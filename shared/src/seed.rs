@@ -42,21 +42,79 @@ pub struct SeedReport {
 }
 
 const FIRST_NAMES: [&str; 20] = [
-    "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger", "Radia", "Niklaus",
-    "Hedy", "John", "Katherine", "Tim", "Sophie", "Guido", "Anita", "Bjarne",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Niklaus",
+    "Hedy",
+    "John",
+    "Katherine",
+    "Tim",
+    "Sophie",
+    "Guido",
+    "Anita",
+    "Bjarne",
 ];
 const LAST_NAMES: [&str; 20] = [
-    "Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen", "Dijkstra",
-    "Perlman", "Wirth", "Lamarr", "Backus", "Johnson", "Berners-Lee", "Wilson", "van Rossum", "Borg", "Stroustrup",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Wirth",
+    "Lamarr",
+    "Backus",
+    "Johnson",
+    "Berners-Lee",
+    "Wilson",
+    "van Rossum",
+    "Borg",
+    "Stroustrup",
 ];
 const COMPANY_WORDS: [&str; 16] = [
-    "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent", "Tyrell", "Cyberdyne",
-    "Wonka", "Aperture", "Pied Piper", "Massive Dynamic", "Oscorp",
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wonka",
+    "Aperture",
+    "Pied Piper",
+    "Massive Dynamic",
+    "Oscorp",
 ];
 const INDUSTRIES: [&str; 8] =
     ["Software", "Manufacturing", "Retail", "Healthcare", "Finance", "Logistics", "Education", "Energy"];
 const LEAD_SOURCES: [&str; 9] = [
-    "Website", "Referral", "Cold Call", "Email Campaign", "Social Media", "Trade Show", "Advertisement", "Partner", "Other",
+    "Website",
+    "Referral",
+    "Cold Call",
+    "Email Campaign",
+    "Social Media",
+    "Trade Show",
+    "Advertisement",
+    "Partner",
+    "Other",
 ];
 
 /// Creates the demo tenant and fills it. The tenant's admin signs in with `plan.admin_email` and
@@ -90,7 +148,8 @@ pub async fn seed_demo(pool: &PgPool, plan: &SeedPlan) -> Result<SeedReport, Dom
     let tickets = (plan.leads / 50).max(20);
     let now = Utc::now();
     let client_ids: std::sync::Arc<Vec<Uuid>> = std::sync::Arc::new((0..clients).map(|_| new_id()).collect());
-    let lead_ids: std::sync::Arc<Vec<Uuid>> = std::sync::Arc::new((0..plan.leads.min(200_000)).map(|_| new_id()).collect());
+    let lead_ids: std::sync::Arc<Vec<Uuid>> =
+        std::sync::Arc::new((0..plan.leads.min(200_000)).map(|_| new_id()).collect());
 
     copy_rows(&mut conn, LEAD_COPY, plan.leads, {
         let (owners, lead_ids) = (owners.clone(), lead_ids.clone());
@@ -261,13 +320,22 @@ fn company(i: u64) -> String {
     format!("{} {}", COMPANY_WORDS[(i % 16) as usize], ["Inc", "LLC", "GmbH", "Ltd", "Group"][(i / 16 % 5) as usize])
 }
 
-fn lead_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, owners: &Owners, lead_ids: &[Uuid], now: DateTime<Utc>) {
+fn lead_line(
+    tenant: TenantId,
+    i: u64,
+    rng: &mut StdRng,
+    out: &mut String,
+    owners: &Owners,
+    lead_ids: &[Uuid],
+    now: DateTime<Utc>,
+) {
     let first = FIRST_NAMES[rng.random_range(0..20)];
     let last = LAST_NAMES[rng.random_range(0..20)];
     let id = lead_ids.get(i as usize).copied().unwrap_or_else(new_id);
     let status = ["new", "new", "contacted", "contacted", "qualified", "lost", "converted"][rng.random_range(0..7)];
     let created = past(rng, now, 730);
-    let converted = (status == "converted").then(|| ts(created + Duration::days(rng.random_range(1..60)).min(now - created)));
+    let converted =
+        (status == "converted").then(|| ts(created + Duration::days(rng.random_range(1..60)).min(now - created)));
     let assigned = (rng.random_range(0..10) > 0).then(|| pick(rng, &owners.sales));
     let source = (rng.random_range(0..8) > 0).then(|| LEAD_SOURCES[rng.random_range(0..9)]);
     let notes = (rng.random_range(0..4) == 0).then_some("Asked for a demo next quarter");
@@ -289,7 +357,15 @@ fn lead_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, owner
     );
 }
 
-fn client_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, owners: &Owners, ids: &[Uuid], now: DateTime<Utc>) {
+fn client_line(
+    tenant: TenantId,
+    i: u64,
+    rng: &mut StdRng,
+    out: &mut String,
+    owners: &Owners,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) {
     let status = ["new", "prospect", "active", "active", "inactive"][rng.random_range(0..5)];
     let created = ts(past(rng, now, 900));
     let _ = writeln!(
@@ -304,11 +380,19 @@ fn client_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, own
     );
 }
 
-fn project_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, owners: &Owners, clients: &[Uuid], now: DateTime<Utc>) {
+fn project_line(
+    tenant: TenantId,
+    i: u64,
+    rng: &mut StdRng,
+    out: &mut String,
+    owners: &Owners,
+    clients: &[Uuid],
+    now: DateTime<Utc>,
+) {
     let status = ["active", "pending", "completed", "completed", "cancelled"][rng.random_range(0..5)];
     let start = past(rng, now, 600).date_naive();
-    let close = (status == "completed" || status == "cancelled")
-        .then(|| start + Duration::days(rng.random_range(10..200)));
+    let close =
+        (status == "completed" || status == "cancelled").then(|| start + Duration::days(rng.random_range(10..200)));
     let created = ts(past(rng, now, 600));
     let _ = writeln!(
         out,
@@ -359,7 +443,8 @@ fn interaction_line(
 fn ticket_line(tenant: TenantId, i: u64, rng: &mut StdRng, out: &mut String, owners: &Owners, now: DateTime<Utc>) {
     let status = ["open", "in_progress", "resolved", "closed"][rng.random_range(0..4)];
     let created = past(rng, now, 365);
-    let closed = matches!(status, "resolved" | "closed").then(|| ts(created + Duration::hours(rng.random_range(1..400)).min(now - created)));
+    let closed = matches!(status, "resolved" | "closed")
+        .then(|| ts(created + Duration::hours(rng.random_range(1..400)).min(now - created)));
     let _ = writeln!(
         out,
         "{}\t{tenant}\tTicket {i}: export is slow\tCustomer reports a slow export\t{}\t{}\t{status}\t{}\t{}\t{}\t{}\t{}\t{}",

@@ -20,7 +20,8 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
 /// A name unique per host, process and start, as apalis-redis requires (a reused name is refused for the
 /// orphan window and stops orphan recovery).
 pub fn worker_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_else(|_| "host".into());
+    let host =
+        std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_else(|_| "host".into());
     format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 

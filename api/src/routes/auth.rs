@@ -69,7 +69,8 @@ pub async fn login(
     LoginThrottle::check(&state, &email, &address).await?;
 
     let candidate = users::find_for_login(&state.db, &email).await?;
-    let stored_hash = candidate.as_ref().map_or_else(|| password::decoy_hash().to_owned(), |user| user.password_hash.clone());
+    let stored_hash =
+        candidate.as_ref().map_or_else(|| password::decoy_hash().to_owned(), |user| user.password_hash.clone());
     let password_matches = tokio::task::spawn_blocking(move || password::verify(&password, &stored_hash))
         .await
         .map_err(ApiError::internal)?;
@@ -122,7 +123,13 @@ pub async fn me(State(state): State<AppState>, auth: AuthCtx) -> Result<Json<Dat
     let user = users::get(&mut tx, auth.tenant_id, auth.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     tx.commit().await?;
     Ok(Json(Data {
-        data: SessionUser { id: user.id, email: user.email, name: user.name, role: auth.role, tenant_id: user.tenant_id },
+        data: SessionUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: auth.role,
+            tenant_id: user.tenant_id,
+        },
     }))
 }
 

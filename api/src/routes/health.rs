@@ -44,7 +44,6 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.db.size();
     metrics::gauge!("db_pool_connections").set(f64::from(state.db.size()));
     metrics::gauge!("db_pool_idle_connections").set(state.db.num_idle() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())

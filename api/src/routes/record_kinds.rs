@@ -65,11 +65,22 @@ impl RecordResource for Leads {
 
     fn filters(filters: LeadFilters, v: &mut Validator) -> Vec<Filter> {
         let mut out = Vec::new();
-        push_in(&mut out, "status", enum_list(v, "status", filters.status, LeadStatus::parse, LeadStatus::allowed, LeadStatus::as_str));
+        push_in(
+            &mut out,
+            "status",
+            enum_list(v, "status", filters.status, LeadStatus::parse, LeadStatus::allowed, LeadStatus::as_str),
+        );
         push_in(
             &mut out,
             "lead_source",
-            enum_list(v, "lead_source", filters.lead_source, LeadSource::parse, LeadSource::allowed, LeadSource::as_str),
+            enum_list(
+                v,
+                "lead_source",
+                filters.lead_source,
+                LeadSource::parse,
+                LeadSource::allowed,
+                LeadSource::as_str,
+            ),
         );
         out
     }
@@ -96,9 +107,18 @@ impl RecordResource for Leads {
     }
 }
 
-record_endpoints!(lead_endpoints, Leads, tag = "leads",
-    collection = "/api/v1/leads", item = "/api/v1/leads/{id}", restore = "/api/v1/leads/{id}/restore",
-    row = LeadRow, create = LeadCreate, update = LeadUpdate, filters = LeadFilters);
+record_endpoints!(
+    lead_endpoints,
+    Leads,
+    tag = "leads",
+    collection = "/api/v1/leads",
+    item = "/api/v1/leads/{id}",
+    restore = "/api/v1/leads/{id}/restore",
+    row = LeadRow,
+    create = LeadCreate,
+    update = LeadUpdate,
+    filters = LeadFilters
+);
 
 // ---------------------------------------------------------------- clients
 
@@ -122,7 +142,11 @@ impl RecordResource for Clients {
 
     fn filters(filters: ClientFilters, v: &mut Validator) -> Vec<Filter> {
         let mut out = Vec::new();
-        push_in(&mut out, "status", enum_list(v, "status", filters.status, ClientStatus::parse, ClientStatus::allowed, ClientStatus::as_str));
+        push_in(
+            &mut out,
+            "status",
+            enum_list(v, "status", filters.status, ClientStatus::parse, ClientStatus::allowed, ClientStatus::as_str),
+        );
         if let Some(industry) = filters.industry.filter(|value| !value.trim().is_empty()) {
             out.push(Filter::TextIn("industry", vec![industry.trim().to_owned()]));
         }
@@ -151,9 +175,18 @@ impl RecordResource for Clients {
     }
 }
 
-record_endpoints!(client_endpoints, Clients, tag = "clients",
-    collection = "/api/v1/clients", item = "/api/v1/clients/{id}", restore = "/api/v1/clients/{id}/restore",
-    row = ClientRow, create = ClientCreate, update = ClientUpdate, filters = ClientFilters);
+record_endpoints!(
+    client_endpoints,
+    Clients,
+    tag = "clients",
+    collection = "/api/v1/clients",
+    item = "/api/v1/clients/{id}",
+    restore = "/api/v1/clients/{id}/restore",
+    row = ClientRow,
+    create = ClientCreate,
+    update = ClientUpdate,
+    filters = ClientFilters
+);
 
 // ---------------------------------------------------------------- projects
 
@@ -176,7 +209,11 @@ impl RecordResource for Projects {
 
     fn filters(filters: ProjectFilters, v: &mut Validator) -> Vec<Filter> {
         let mut out = Vec::new();
-        push_in(&mut out, "status", enum_list(v, "status", filters.status, ProjectStatus::parse, ProjectStatus::allowed, ProjectStatus::as_str));
+        push_in(
+            &mut out,
+            "status",
+            enum_list(v, "status", filters.status, ProjectStatus::parse, ProjectStatus::allowed, ProjectStatus::as_str),
+        );
         push_uuid(&mut out, "client_id", filters.client_id);
         out
     }
@@ -203,9 +240,18 @@ impl RecordResource for Projects {
     }
 }
 
-record_endpoints!(project_endpoints, Projects, tag = "projects",
-    collection = "/api/v1/projects", item = "/api/v1/projects/{id}", restore = "/api/v1/projects/{id}/restore",
-    row = ProjectRow, create = ProjectCreate, update = ProjectUpdate, filters = ProjectFilters);
+record_endpoints!(
+    project_endpoints,
+    Projects,
+    tag = "projects",
+    collection = "/api/v1/projects",
+    item = "/api/v1/projects/{id}",
+    restore = "/api/v1/projects/{id}/restore",
+    row = ProjectRow,
+    create = ProjectCreate,
+    update = ProjectUpdate,
+    filters = ProjectFilters
+);
 
 // ---------------------------------------------------------------- interactions
 
@@ -232,7 +278,18 @@ impl RecordResource for Interactions {
 
     fn filters(filters: InteractionFilters, v: &mut Validator) -> Vec<Filter> {
         let mut out = Vec::new();
-        push_in(&mut out, "type", enum_list(v, "type", filters.kind, InteractionType::parse, InteractionType::allowed, InteractionType::as_str));
+        push_in(
+            &mut out,
+            "type",
+            enum_list(
+                v,
+                "type",
+                filters.kind,
+                InteractionType::parse,
+                InteractionType::allowed,
+                InteractionType::as_str,
+            ),
+        );
         push_uuid(&mut out, "lead_id", filters.lead_id);
         push_uuid(&mut out, "client_id", filters.client_id);
         push_uuid(&mut out, "user_id", filters.user_id);
@@ -261,9 +318,18 @@ impl RecordResource for Interactions {
     }
 }
 
-record_endpoints!(interaction_endpoints, Interactions, tag = "interactions",
-    collection = "/api/v1/interactions", item = "/api/v1/interactions/{id}", restore = "/api/v1/interactions/{id}/restore",
-    row = InteractionRow, create = InteractionCreate, update = InteractionUpdate, filters = InteractionFilters);
+record_endpoints!(
+    interaction_endpoints,
+    Interactions,
+    tag = "interactions",
+    collection = "/api/v1/interactions",
+    item = "/api/v1/interactions/{id}",
+    restore = "/api/v1/interactions/{id}/restore",
+    row = InteractionRow,
+    create = InteractionCreate,
+    update = InteractionUpdate,
+    filters = InteractionFilters
+);
 
 // ---------------------------------------------------------------- tickets
 
@@ -291,16 +357,34 @@ impl RecordResource for Tickets {
 
     fn filters(filters: TicketFilters, v: &mut Validator) -> Vec<Filter> {
         let mut out = Vec::new();
-        push_in(&mut out, "status", enum_list(v, "status", filters.status, TicketStatus::parse, TicketStatus::allowed, TicketStatus::as_str));
+        push_in(
+            &mut out,
+            "status",
+            enum_list(v, "status", filters.status, TicketStatus::parse, TicketStatus::allowed, TicketStatus::as_str),
+        );
         push_in(
             &mut out,
             "priority",
-            enum_list(v, "priority", filters.priority, TicketPriority::parse, TicketPriority::allowed, TicketPriority::as_str),
+            enum_list(
+                v,
+                "priority",
+                filters.priority,
+                TicketPriority::parse,
+                TicketPriority::allowed,
+                TicketPriority::as_str,
+            ),
         );
         push_in(
             &mut out,
             "category",
-            enum_list(v, "category", filters.category, TicketCategory::parse, TicketCategory::allowed, TicketCategory::as_str),
+            enum_list(
+                v,
+                "category",
+                filters.category,
+                TicketCategory::parse,
+                TicketCategory::allowed,
+                TicketCategory::as_str,
+            ),
         );
         if let Some(queue) = filters.queue.filter(|value| !value.trim().is_empty()) {
             out.push(Filter::TextIn("queue", vec![queue.trim().to_owned()]));
@@ -330,6 +414,15 @@ impl RecordResource for Tickets {
     }
 }
 
-record_endpoints!(ticket_endpoints, Tickets, tag = "tickets",
-    collection = "/api/v1/tickets", item = "/api/v1/tickets/{id}", restore = "/api/v1/tickets/{id}/restore",
-    row = TicketRow, create = TicketCreate, update = TicketUpdate, filters = TicketFilters);
+record_endpoints!(
+    ticket_endpoints,
+    Tickets,
+    tag = "tickets",
+    collection = "/api/v1/tickets",
+    item = "/api/v1/tickets/{id}",
+    restore = "/api/v1/tickets/{id}/restore",
+    row = TicketRow,
+    create = TicketCreate,
+    update = TicketUpdate,
+    filters = TicketFilters
+);

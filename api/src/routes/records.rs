@@ -126,7 +126,11 @@ fn list_query<R: RecordResource>(
         Some(column) => Sort { column, descending },
         None => {
             let allowed = table.sort_columns.join(", ");
-            validator.push("sort", ErrorCode::InvalidEnum, format!("{column:?} is not one of: {allowed} (prefix - for descending)"));
+            validator.push(
+                "sort",
+                ErrorCode::InvalidEnum,
+                format!("{column:?} is not one of: {allowed} (prefix - for descending)"),
+            );
             Sort { column: "created_at", descending: true }
         }
     };
@@ -211,7 +215,11 @@ pub async fn delete<R: RecordResource>(state: AppState, auth: AuthCtx, id: Uuid)
     if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(R::TABLE.entity.name())) }
 }
 
-pub async fn restore<R: RecordResource>(state: AppState, auth: AuthCtx, id: Uuid) -> Result<Json<Data<R::Row>>, ApiError> {
+pub async fn restore<R: RecordResource>(
+    state: AppState,
+    auth: AuthCtx,
+    id: Uuid,
+) -> Result<Json<Data<R::Row>>, ApiError> {
     let viewer = auth.viewer(R::TABLE.entity, Action::Write)?;
     let (mut tx, _) = state.begin(&auth).await?;
     let row = records::restore::<R::Row>(&mut tx, auth.tenant_id, R::TABLE, &viewer, id).await?;

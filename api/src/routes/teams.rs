@@ -50,7 +50,8 @@ pub async fn list_teams(
     let (limit, offset) = page(params.limit, params.offset)?;
     let (mut tx, _) = state.begin(&auth).await?;
     let items = teams::list(&mut tx, auth.tenant_id, limit, offset).await?;
-    let total = if params.include_total.unwrap_or(false) { Some(teams::count(&mut tx, auth.tenant_id).await?) } else { None };
+    let total =
+        if params.include_total.unwrap_or(false) { Some(teams::count(&mut tx, auth.tenant_id).await?) } else { None };
     tx.commit().await?;
     Ok(Json(ListResponse { items, total, limit, offset }))
 }

@@ -197,7 +197,8 @@ pub async fn update_user(
             "this is the tenant's last active admin; make another user admin first",
         ));
     }
-    let after = users::update(&mut tx, auth.tenant_id, target, &changes).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let after =
+        users::update(&mut tx, auth.tenant_id, target, &changes).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let mut events = Vec::new();
     if before.role != after.role {
         events.push(("role_changed", json!({ "from": before.role, "to": after.role })));

@@ -19,7 +19,11 @@ pub struct AuditEntry<'a> {
 /// Writes an entry. `tenant` is `None` only for events with no tenant (a failed login for an unknown email),
 /// which must be written on the owner connection because row-level security refuses them to `crm_app`.
 #[tracing::instrument(skip_all, fields(action = entry.action))]
-pub async fn record(conn: &mut PgConnection, tenant: Option<TenantId>, entry: AuditEntry<'_>) -> Result<(), DomainError> {
+pub async fn record(
+    conn: &mut PgConnection,
+    tenant: Option<TenantId>,
+    entry: AuditEntry<'_>,
+) -> Result<(), DomainError> {
     sqlx::query(
         "INSERT INTO audit_log (id, tenant_id, actor_user_id, action, target_type, target_id, details, request_id, ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -7,8 +7,8 @@
 
 pub mod audit;
 pub mod records;
-pub mod tenants;
 pub mod teams;
+pub mod tenants;
 pub mod users;
 
 use crate::config::Settings;
@@ -94,7 +94,10 @@ pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Tx, DomainE
 }
 
 /// Confines an already acquired connection's new transaction to one tenant (for tools holding a connection).
-pub async fn begin_tenant_on(conn: &mut PgConnection, tenant: TenantId) -> Result<Transaction<'_, Postgres>, DomainError> {
+pub async fn begin_tenant_on(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Transaction<'_, Postgres>, DomainError> {
     use sqlx::Acquire;
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")

@@ -37,7 +37,12 @@ pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(conn).await?)
 }
 
-pub async fn list(conn: &mut PgConnection, tenant: TenantId, limit: i64, offset: i64) -> Result<Vec<TeamRow>, DomainError> {
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<TeamRow>, DomainError> {
     let sql = format!("{TEAM_SELECT} WHERE t.tenant_id = $1 ORDER BY lower(t.name), t.id LIMIT $2 OFFSET $3");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(limit).bind(offset).fetch_all(conn).await?)
 }

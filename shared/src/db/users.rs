@@ -78,7 +78,12 @@ pub async fn create(conn: &mut PgConnection, tenant: TenantId, user: NewUser) ->
     get(conn, tenant, UserId(id)).await?.ok_or(DomainError::NotFound("user"))
 }
 
-async fn add_to_teams(conn: &mut PgConnection, tenant: TenantId, user: UserId, team_ids: &[Uuid]) -> Result<(), DomainError> {
+async fn add_to_teams(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    team_ids: &[Uuid],
+) -> Result<(), DomainError> {
     if team_ids.is_empty() {
         return Ok(());
     }
@@ -128,7 +133,11 @@ pub async fn count(conn: &mut PgConnection, tenant: TenantId, role: Option<Role>
 }
 
 /// Active admins other than `except`: the last one may not be demoted or deactivated.
-pub async fn count_other_active_admins(conn: &mut PgConnection, tenant: TenantId, except: UserId) -> Result<i64, DomainError> {
+pub async fn count_other_active_admins(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    except: UserId,
+) -> Result<i64, DomainError> {
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND is_active AND id <> $2",
     )

@@ -41,10 +41,7 @@ macro_rules! text_enum {
 }
 
 pub(crate) fn fold(text: &str) -> String {
-    text.chars()
-        .filter(|c| !matches!(c, ' ' | '_' | '-' | '\t'))
-        .flat_map(char::to_lowercase)
-        .collect()
+    text.chars().filter(|c| !matches!(c, ' ' | '_' | '-' | '\t')).flat_map(char::to_lowercase).collect()
 }
 
 text_enum!(

@@ -3,8 +3,7 @@
 //! `Some(None)` clears it.
 
 use super::enums::{
-    ClientStatus, InteractionType, LeadSource, LeadStatus, ProjectStatus, TicketCategory, TicketPriority,
-    TicketStatus,
+    ClientStatus, InteractionType, LeadSource, LeadStatus, ProjectStatus, TicketCategory, TicketPriority, TicketStatus,
 };
 use super::validation::{
     Amount, ErrorCode, FieldErrors, LONG_TEXT_MAX, Patch, SHORT_TEXT_MAX, Validator, date, datetime, email,
@@ -651,13 +650,10 @@ mod tests {
 
     #[test]
     fn every_bad_field_of_a_lead_is_reported() {
-        let errors = LeadCreate {
-            email: Some("not-an-email".into()),
-            status: Some("won".into()),
-            ..Default::default()
-        }
-        .validate(&TenantLocale::default())
-        .expect_err("invalid");
+        let errors =
+            LeadCreate { email: Some("not-an-email".into()), status: Some("won".into()), ..Default::default() }
+                .validate(&TenantLocale::default())
+                .expect_err("invalid");
         let messages = errors.messages();
         assert_eq!(messages.get("first_name").map(String::as_str), Some("is required"));
         assert!(messages["email"].contains("not a valid email"));

@@ -230,10 +230,7 @@ pub fn phone(region: &str) -> impl Fn(String) -> Normalized<String> + '_ {
 }
 
 /// Matches a value of a text enumeration case-insensitively.
-pub fn enumeration<E: Copy>(
-    parse: fn(&str) -> Option<E>,
-    allowed: fn() -> String,
-) -> impl Fn(String) -> Normalized<E> {
+pub fn enumeration<E: Copy>(parse: fn(&str) -> Option<E>, allowed: fn() -> String) -> impl Fn(String) -> Normalized<E> {
     move |value| {
         let trimmed = value.trim();
         if trimmed.is_empty() {
@@ -273,7 +270,10 @@ pub fn datetime(time_zone: Tz) -> impl Fn(String) -> Normalized<DateTime<Utc>> {
             .and_then(|naive| time_zone.from_local_datetime(&naive).earliest())
             .map(|local| Some(local.with_timezone(&Utc)))
             .ok_or_else(|| {
-                Invalid(ErrorCode::InvalidDate, format!("{trimmed:?} is not a date/time (use ISO 8601, e.g. 2024-03-31T14:00:00Z)"))
+                Invalid(
+                    ErrorCode::InvalidDate,
+                    format!("{trimmed:?} is not a date/time (use ISO 8601, e.g. 2024-03-31T14:00:00Z)"),
+                )
             })
     }
 }

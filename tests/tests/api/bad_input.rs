@@ -22,17 +22,25 @@ async fn malformed_and_mistyped_bodies_are_refused_without_writes() {
 
     let wrong_type = app.post("/api/v1/leads", &admin, json!({ "first_name": 42 })).await;
     wrong_type.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert!(wrong_type.field_error("first_name").is_some_and(|m| m.contains("expected a string")), "{}", wrong_type.body);
+    assert!(
+        wrong_type.field_error("first_name").is_some_and(|m| m.contains("expected a string")),
+        "{}",
+        wrong_type.body
+    );
 
-    let unknown_field = app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "favourite_color": "red" })).await;
+    let unknown_field =
+        app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "favourite_color": "red" })).await;
     unknown_field.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(unknown_field.body.to_string().contains("favourite_color"));
 
-    let bad_enum = app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "status": "won", "lead_source": "Carrier pigeon" })).await;
+    let bad_enum = app
+        .post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "status": "won", "lead_source": "Carrier pigeon" }))
+        .await;
     bad_enum.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(bad_enum.field_error("status").is_some_and(|m| m.contains("new, contacted, qualified, lost, converted")));
     assert!(bad_enum.field_error("lead_source").is_some_and(|m| m.contains("Website")));
-    let codes: Vec<_> = bad_enum.body["details"]["errors"].as_array().expect("errors").iter().map(|e| e["code"].clone()).collect();
+    let codes: Vec<_> =
+        bad_enum.body["details"]["errors"].as_array().expect("errors").iter().map(|e| e["code"].clone()).collect();
     assert_eq!(codes, [json!("invalid_enum"), json!("invalid_enum")]);
 
     let invalid = app.post("/api/v1/leads", &admin, json!({ "email": "not-an-email", "phone": "12" })).await;
@@ -58,15 +66,23 @@ async fn bad_paths_queries_and_routes_answer_the_envelope() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
     app.get("/api/v1/leads/not-a-uuid", &admin).await.assert_error(StatusCode::BAD_REQUEST, "invalid_path");
-    app.get("/api/v1/leads?limit=1000", &admin).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.get("/api/v1/leads?limit=1000", &admin)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     app.get("/api/v1/leads?limit=abc", &admin).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
     let sort = app.get("/api/v1/leads?sort=password", &admin).await;
     sort.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(sort.field_error("sort").is_some_and(|m| m.contains("created_at")));
-    app.get("/api/v1/leads?status=won", &admin).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    app.get("/api/v1/leads?created_from=yesterday", &admin).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.get("/api/v1/leads?status=won", &admin)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.get("/api/v1/leads?created_from=yesterday", &admin)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     app.get("/api/v1/nothing-here", &admin).await.assert_error(StatusCode::NOT_FOUND, "route_not_found");
-    app.request(Method::GET, "/definitely/not/a/route", None, None).await.assert_error(StatusCode::NOT_FOUND, "route_not_found");
+    app.request(Method::GET, "/definitely/not/a/route", None, None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "route_not_found");
     app.request(Method::PUT, "/api/v1/leads", Some(&admin.token), None)
         .await
         .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
@@ -86,9 +102,7 @@ async fn missing_forged_and_expired_tokens_are_401() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
     let now = chrono::Utc::now().timestamp();
-    let claims = |iat: i64, exp: i64| {
-        json!({ "sub": admin.user_id, "tenant": admin.tenant_id, "role": "admin", "iat": iat, "exp": exp })
-    };
+    let claims = |iat: i64, exp: i64| json!({ "sub": admin.user_id, "tenant": admin.tenant_id, "role": "admin", "iat": iat, "exp": exp });
     let tokens = [
         token_with("some-other-secret-that-is-long-enough-xx", claims(now, now + 600)),
         token_with(JWT_SECRET, claims(now - 7200, now - 3600)),
@@ -106,7 +120,8 @@ async fn missing_forged_and_expired_tokens_are_401() {
         reply.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     app.request(Method::GET, "/api/v1/leads", None, None).await.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    let basic = app.client.get(format!("{}/api/v1/leads", app.address)).basic_auth("a", Some("b")).send().await.expect("sent");
+    let basic =
+        app.client.get(format!("{}/api/v1/leads", app.address)).basic_auth("a", Some("b")).send().await.expect("sent");
     TestApp::read(basic).await.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     let expired = token_with(JWT_SECRET, claims(now - 7200, now - 3600));
     let reply = app.request(Method::GET, "/api/v1/auth/me", Some(&expired), None).await;
@@ -141,11 +156,12 @@ async fn login_failures_are_rate_limited_and_audited() {
     limited.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let retry_after: u64 = limited.headers["retry-after"].to_str().expect("header").parse().expect("seconds");
     assert!((1..=900).contains(&retry_after), "{retry_after}");
-    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND action = 'login_failed'")
-        .bind(admin.tenant_id)
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND action = 'login_failed'")
+            .bind(admin.tenant_id)
+            .fetch_one(&app.db)
+            .await
+            .expect("count");
     assert_eq!(failures, 5);
     // Unknown emails are throttled too, and answer exactly like a wrong password.
     let unknown = app.login("nobody@nowhere.test", "whatever1").await;

@@ -12,20 +12,32 @@ async fn the_document_covers_every_route_and_its_errors() {
     assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
     let paths = document["paths"].as_object().expect("paths");
     let mut expected = vec![
-        ("/health", "get"), ("/ready", "get"), ("/metrics", "get"),
-        ("/api/v1/auth/login", "post"), ("/api/v1/auth/me", "get"),
-        ("/api/v1/users", "get"), ("/api/v1/users", "post"), ("/api/v1/users/{id}", "get"), ("/api/v1/users/{id}", "patch"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/me", "get"),
+        ("/api/v1/users", "get"),
+        ("/api/v1/users", "post"),
+        ("/api/v1/users/{id}", "get"),
+        ("/api/v1/users/{id}", "patch"),
         ("/api/v1/audit-log", "get"),
-        ("/api/v1/teams", "get"), ("/api/v1/teams", "post"), ("/api/v1/teams/{id}/members", "put"),
-        ("/api/v1/tickets/{id}/replies", "get"), ("/api/v1/tickets/{id}/replies", "post"),
+        ("/api/v1/teams", "get"),
+        ("/api/v1/teams", "post"),
+        ("/api/v1/teams/{id}/members", "put"),
+        ("/api/v1/tickets/{id}/replies", "get"),
+        ("/api/v1/tickets/{id}/replies", "post"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
         .flat_map(|kind| {
             [
-                (format!("/api/v1/{kind}"), "get"), (format!("/api/v1/{kind}"), "post"),
-                (format!("/api/v1/{kind}/{{id}}"), "get"), (format!("/api/v1/{kind}/{{id}}"), "patch"),
-                (format!("/api/v1/{kind}/{{id}}"), "delete"), (format!("/api/v1/{kind}/{{id}}/restore"), "post"),
+                (format!("/api/v1/{kind}"), "get"),
+                (format!("/api/v1/{kind}"), "post"),
+                (format!("/api/v1/{kind}/{{id}}"), "get"),
+                (format!("/api/v1/{kind}/{{id}}"), "patch"),
+                (format!("/api/v1/{kind}/{{id}}"), "delete"),
+                (format!("/api/v1/{kind}/{{id}}/restore"), "post"),
             ]
         })
         .collect();
@@ -62,8 +74,12 @@ async fn health_ready_and_metrics_answer() {
     let app = TestApp::spawn().await;
     assert_eq!(app.request(Method::GET, "/health", None, None).await.body["status"], "ok");
     let ready = app.request(Method::GET, "/ready", None, None).await;
-    assert_eq!((ready.status, ready.body["postgres"].clone(), ready.body["redis"].clone()), (StatusCode::OK, true.into(), true.into()));
-    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(
+        (ready.status, ready.body["postgres"].clone(), ready.body["redis"].clone()),
+        (StatusCode::OK, true.into(), true.into())
+    );
+    let metrics =
+        app.client.get(format!("{}/metrics", app.address)).send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/ready\""));
 }

@@ -84,7 +84,8 @@ async fn invalid_configuration_stops_each_binary_with_one_line_naming_the_variab
     let (status, _, stderr) = run_binary("crm-worker", &[], &no_database).await;
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr.trim(), "configuration error: DATABASE_URL is required but not set");
-    let (status, _, stderr) = run_binary("crm-worker", &["--queues", "imports,printing"], &environment(&database_url, "x")).await;
+    let (status, _, stderr) =
+        run_binary("crm-worker", &["--queues", "imports,printing"], &environment(&database_url, "x")).await;
     assert!(!status.success());
     assert!(stderr.contains("\"printing\""), "{stderr}");
 }
@@ -94,7 +95,8 @@ async fn create_tenant_prints_one_json_line_and_refuses_bad_arguments() {
     let database_url = fresh_database().await;
     let env = environment(&database_url, "test-cli");
     let email = format!("owner-{}@cli.test", uuid::Uuid::new_v4().simple());
-    let args = ["create-tenant", "--name", "Acme", "--admin-email", email.as_str(), "--admin-password", "long-enough-pw"];
+    let args =
+        ["create-tenant", "--name", "Acme", "--admin-email", email.as_str(), "--admin-password", "long-enough-pw"];
     let (status, stdout, stderr) = run_binary("crm-api", &args, &env).await;
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 1);
@@ -105,8 +107,12 @@ async fn create_tenant_prints_one_json_line_and_refuses_bad_arguments() {
     assert_eq!(status.code(), Some(1));
     assert!(stdout.is_empty());
     assert!(stderr.contains("already exists"), "{stderr}");
-    let (status, _, stderr) =
-        run_binary("crm-api", &["create-tenant", "--name", "B", "--admin-email", "nope", "--admin-password", "long-enough-pw"], &env).await;
+    let (status, _, stderr) = run_binary(
+        "crm-api",
+        &["create-tenant", "--name", "B", "--admin-email", "nope", "--admin-password", "long-enough-pw"],
+        &env,
+    )
+    .await;
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("--admin-email"), "{stderr}");
     let pool = sqlx::PgPool::connect(&database_url).await.expect("pool");

@@ -57,7 +57,8 @@ async fn lead_fields_are_normalised_and_patch_null_clears() {
     assert!(lead["converted_at"].is_string(), "converting stamps converted_at");
 
     let id = created.id();
-    let cleared = app.patch(&format!("/api/v1/leads/{id}"), &admin, json!({ "last_name": null, "company": "New Co" })).await;
+    let cleared =
+        app.patch(&format!("/api/v1/leads/{id}"), &admin, json!({ "last_name": null, "company": "New Co" })).await;
     assert!(cleared.data()["last_name"].is_null());
     assert_eq!(cleared.data()["company"], "New Co");
     assert_eq!(cleared.data()["email"], "Ada@Example.com", "absent fields stay");
@@ -80,15 +81,22 @@ async fn duplicate_emails_conflict_case_insensitively_including_on_restore() {
     assert_eq!(app.delete(&format!("/api/v1/leads/{first}"), &admin).await.status, StatusCode::NO_CONTENT);
     let second = app.post("/api/v1/leads", &admin, json!({ "first_name": "B", "email": "dup@example.com" })).await;
     assert_eq!(second.status, StatusCode::CREATED);
-    app.post(&format!("/api/v1/leads/{first}/restore"), &admin, json!({})).await.assert_error(StatusCode::CONFLICT, "conflict");
+    app.post(&format!("/api/v1/leads/{first}/restore"), &admin, json!({}))
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
     assert_eq!(app.get("/api/v1/leads?deleted=true", &admin).await.ids(), [first]);
 
     // Another tenant may use the same email.
     let other = app.tenant().await;
-    assert_eq!(app.post("/api/v1/leads", &other, json!({ "first_name": "C", "email": "dup@example.com" })).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post("/api/v1/leads", &other, json!({ "first_name": "C", "email": "dup@example.com" })).await.status,
+        StatusCode::CREATED
+    );
     // Clients too.
     app.post("/api/v1/clients", &admin, json!({ "name": "X", "email": "c@example.com" })).await;
-    app.post("/api/v1/clients", &admin, json!({ "name": "Y", "email": "C@EXAMPLE.COM" })).await.assert_error(StatusCode::CONFLICT, "conflict");
+    app.post("/api/v1/clients", &admin, json!({ "name": "Y", "email": "C@EXAMPLE.COM" }))
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
 }
 
 #[tokio::test]
@@ -105,19 +113,31 @@ async fn lists_filter_search_sort_and_page() {
     ];
     for (name, status, source, assigned) in rows {
         let reply = app
-            .post("/api/v1/leads", &admin, json!({ "first_name": name, "status": status, "lead_source": source,
-                "company": format!("{name} 50%_Corp"), "assigned_to_user_id": assigned }))
+            .post(
+                "/api/v1/leads",
+                &admin,
+                json!({ "first_name": name, "status": status, "lead_source": source,
+                "company": format!("{name} 50%_Corp"), "assigned_to_user_id": assigned }),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     }
     let names = |reply: &crm_tests::Reply| -> Vec<String> {
-        reply.body["items"].as_array().expect("items").iter().map(|i| i["first_name"].as_str().unwrap_or_default().to_owned()).collect()
+        reply.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["first_name"].as_str().unwrap_or_default().to_owned())
+            .collect()
     };
     let by_status = app.get("/api/v1/leads?status=new,qualified&sort=first_name&include_total=true", &admin).await;
     assert_eq!(names(&by_status), ["Emma", "Mia", "Zoe"]);
     assert_eq!(by_status.body["total"], 3);
     assert_eq!(names(&app.get("/api/v1/leads?lead_source=website&sort=-first_name", &admin).await), ["Zoe", "Mia"]);
-    assert_eq!(names(&app.get(&format!("/api/v1/leads?assigned_to={}&sort=first_name", rep.user_id), &admin).await), ["Mia", "Zoe"]);
+    assert_eq!(
+        names(&app.get(&format!("/api/v1/leads?assigned_to={}&sort=first_name", rep.user_id), &admin).await),
+        ["Mia", "Zoe"]
+    );
     assert_eq!(names(&app.get("/api/v1/leads?q=LIAM", &admin).await), ["Liam"]);
     // LIKE wildcards in q are literal: "50%_" matches every company, "5_%" none.
     assert_eq!(app.get("/api/v1/leads?q=50%25_&include_total=true", &admin).await.body["total"], 5);
@@ -131,8 +151,14 @@ async fn lists_filter_search_sort_and_page() {
     assert_eq!(names(&app.get("/api/v1/leads?sort=first_name&limit=2&offset=4", &admin).await), ["Zoe"]);
 
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
-    assert_eq!(app.get(&format!("/api/v1/leads?created_from={tomorrow}&include_total=true"), &admin).await.body["total"], 0);
-    assert_eq!(app.get(&format!("/api/v1/leads?created_to={tomorrow}&include_total=true"), &admin).await.body["total"], 5);
+    assert_eq!(
+        app.get(&format!("/api/v1/leads?created_from={tomorrow}&include_total=true"), &admin).await.body["total"],
+        0
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/leads?created_to={tomorrow}&include_total=true"), &admin).await.body["total"],
+        5
+    );
 }
 
 #[tokio::test]
@@ -146,7 +172,11 @@ async fn projects_interactions_and_tickets_validate_their_own_rules() {
     assert_eq!(project.status, StatusCode::CREATED, "{}", project.body);
     assert_eq!(project.data()["value"], "12500.50");
     let reversed = app
-        .post("/api/v1/projects", &admin, json!({ "client_id": client, "name": "X", "start_date": "2026-05-01", "close_date": "2026-04-01" }))
+        .post(
+            "/api/v1/projects",
+            &admin,
+            json!({ "client_id": client, "name": "X", "start_date": "2026-05-01", "close_date": "2026-04-01" }),
+        )
         .await;
     reversed.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(reversed.field_error("close_date").is_some());
@@ -154,16 +184,22 @@ async fn projects_interactions_and_tickets_validate_their_own_rules() {
     assert_eq!(no_client.field_error("client_id"), Some("is required"));
     assert_eq!(no_client.field_error("value"), Some("must not be negative"));
 
-    let orphan = app.post("/api/v1/interactions", &admin, json!({ "type": "call", "contact_date": "2026-11-01" })).await;
+    let orphan =
+        app.post("/api/v1/interactions", &admin, json!({ "type": "call", "contact_date": "2026-11-01" })).await;
     orphan.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(orphan.field_error("lead_id").is_some());
     let interaction = app
-        .post("/api/v1/interactions", &admin, json!({ "type": "Follow Up", "contact_date": "2026-11-01 09:00", "client_id": client }))
+        .post(
+            "/api/v1/interactions",
+            &admin,
+            json!({ "type": "Follow Up", "contact_date": "2026-11-01 09:00", "client_id": client }),
+        )
         .await;
     assert_eq!(interaction.status, StatusCode::CREATED, "{}", interaction.body);
     assert_eq!(interaction.data()["type"], "follow_up");
     assert_eq!(interaction.data()["user_id"], json!(admin.user_id), "the caller by default");
-    let detached = app.patch(&format!("/api/v1/interactions/{}", interaction.id()), &admin, json!({ "client_id": null })).await;
+    let detached =
+        app.patch(&format!("/api/v1/interactions/{}", interaction.id()), &admin, json!({ "client_id": null })).await;
     detached.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 
     let ticket = app.post("/api/v1/tickets", &admin, json!({ "subject": "Help", "status": "resolved" })).await;
@@ -171,6 +207,9 @@ async fn projects_interactions_and_tickets_validate_their_own_rules() {
     let reopened = app.patch(&format!("/api/v1/tickets/{}", ticket.id()), &admin, json!({ "status": "open" })).await;
     assert!(reopened.data()["closed_at"].is_null(), "reopening clears closed_at");
     assert_eq!(reopened.data()["category"], "other");
-    assert_eq!(app.post(&format!("/api/v1/tickets/{}/replies", ticket.id()), &admin, json!({ "body": " " })).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.post(&format!("/api/v1/tickets/{}/replies", ticket.id()), &admin, json!({ "body": " " })).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(app.count_rows("ticket_replies", None).await, 0);
 }

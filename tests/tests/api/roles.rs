@@ -13,7 +13,10 @@ async fn sales_see_only_what_they_created_or_are_assigned() {
 
     let own = create_record(&app, &rep, "leads").await;
     let theirs = create_record(&app, &other_rep, "leads").await;
-    let assigned = app.post("/api/v1/leads", &admin, json!({ "first_name": "Given", "assigned_to_user_id": rep.user_id })).await.id();
+    let assigned = app
+        .post("/api/v1/leads", &admin, json!({ "first_name": "Given", "assigned_to_user_id": rep.user_id }))
+        .await
+        .id();
     let unassigned = create_record(&app, &admin, "leads").await;
 
     let list = app.get("/api/v1/leads?include_total=true", &rep).await;
@@ -67,7 +70,13 @@ async fn managers_see_the_records_of_their_teams() {
     assert_eq!(reassigned.status, StatusCode::OK);
 
     // Moving the west rep into the manager's team widens what the manager sees.
-    let members = app.put(&format!("/api/v1/teams/{east}/members"), &admin, json!({ "user_ids": [manager.user_id, east_rep.user_id, west_rep.user_id] })).await;
+    let members = app
+        .put(
+            &format!("/api/v1/teams/{east}/members"),
+            &admin,
+            json!({ "user_ids": [manager.user_id, east_rep.user_id, west_rep.user_id] }),
+        )
+        .await;
     assert_eq!(members.status, StatusCode::OK, "{}", members.body);
     assert_eq!(members.data()["member_ids"].as_array().map(Vec::len), Some(3));
     assert_eq!(app.get("/api/v1/leads", &manager).await.ids().len(), 2);
@@ -78,7 +87,10 @@ async fn readonly_reads_like_sales_and_never_writes() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
     let viewer = app.user(&admin, "readonly", &[]).await;
-    let assigned = app.post("/api/v1/leads", &admin, json!({ "first_name": "Seen", "assigned_to_user_id": viewer.user_id })).await.id();
+    let assigned = app
+        .post("/api/v1/leads", &admin, json!({ "first_name": "Seen", "assigned_to_user_id": viewer.user_id }))
+        .await
+        .id();
     create_record(&app, &admin, "leads").await;
 
     assert_eq!(app.get("/api/v1/leads", &viewer).await.ids(), [assigned]);
@@ -116,7 +128,9 @@ async fn support_handles_every_ticket_and_only_reads_leads_and_clients() {
 
     assert_eq!(app.get(&format!("/api/v1/leads/{lead}"), &agent).await.status, StatusCode::OK);
     assert_eq!(app.get(&format!("/api/v1/clients/{client}"), &agent).await.status, StatusCode::OK);
-    app.patch(&format!("/api/v1/leads/{lead}"), &agent, json!({ "status": "lost" })).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.patch(&format!("/api/v1/leads/{lead}"), &agent, json!({ "status": "lost" }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.post("/api/v1/clients", &agent, json!({ "name": "X" })).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.get("/api/v1/projects", &agent).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
     app.get("/api/v1/interactions", &agent).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
@@ -132,13 +146,19 @@ async fn only_admins_manage_users_and_teams() {
     let users_before = app.count_rows("users", Some(admin.tenant_id)).await;
     for caller in [&manager, &rep] {
         app.get("/api/v1/users", caller).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
-        app.post("/api/v1/users", caller, json!({ "email": "x@y.test", "name": "X", "password": PASSWORD, "role": "admin" }))
-            .await
-            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        app.post(
+            "/api/v1/users",
+            caller,
+            json!({ "email": "x@y.test", "name": "X", "password": PASSWORD, "role": "admin" }),
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
         app.patch(&format!("/api/v1/users/{}", caller.user_id), caller, json!({ "role": "admin" }))
             .await
             .assert_error(StatusCode::FORBIDDEN, "forbidden");
-        app.post("/api/v1/teams", caller, json!({ "name": "Mine" })).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+        app.post("/api/v1/teams", caller, json!({ "name": "Mine" }))
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
         app.get("/api/v1/audit-log", caller).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
     }
     assert_eq!(app.count_rows("users", Some(admin.tenant_id)).await, users_before);
@@ -146,7 +166,13 @@ async fn only_admins_manage_users_and_teams() {
 
     let audit = app.get("/api/v1/audit-log?action=user_created", &admin).await;
     assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(2), "{}", audit.body);
-    let duplicate = app.post("/api/v1/users", &admin, json!({ "email": rep.email.to_uppercase(), "name": "Again", "password": PASSWORD, "role": "sales" })).await;
+    let duplicate = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "email": rep.email.to_uppercase(), "name": "Again", "password": PASSWORD, "role": "sales" }),
+        )
+        .await;
     duplicate.assert_error(StatusCode::CONFLICT, "conflict");
     assert_eq!(app.count_rows("users", Some(admin.tenant_id)).await, users_before);
 }
@@ -170,16 +196,21 @@ async fn deactivation_and_role_changes_take_effect_at_once_and_are_audited() {
     // Their records stay.
     assert_eq!(app.get(&format!("/api/v1/leads/{lead}"), &admin).await.status, StatusCode::OK);
 
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE tenant_id = $1 ORDER BY created_at, id")
-        .bind(admin.tenant_id)
-        .fetch_all(&app.db)
-        .await
-        .expect("audit");
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE tenant_id = $1 ORDER BY created_at, id")
+            .bind(admin.tenant_id)
+            .fetch_all(&app.db)
+            .await
+            .expect("audit");
     assert_eq!(actions, ["user_created", "role_changed", "user_deactivated", "login_failed"]);
 
     // The last admin cannot remove themselves.
     let last = app.patch(&format!("/api/v1/users/{}", admin.user_id), &admin, json!({ "role": "sales" })).await;
     last.assert_error(StatusCode::CONFLICT, "last_admin");
-    let still_admin: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1").bind(admin.user_id).fetch_one(&app.db).await.expect("role");
+    let still_admin: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(admin.user_id)
+        .fetch_one(&app.db)
+        .await
+        .expect("role");
     assert_eq!(still_admin, "admin");
 }

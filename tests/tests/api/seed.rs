@@ -8,7 +8,12 @@ use reqwest::StatusCode;
 async fn the_demo_tenant_has_every_role_and_realistic_records() {
     let app = TestApp::spawn().await;
     let email = format!("demo-{}@demo.test", uuid::Uuid::new_v4().simple());
-    let plan = SeedPlan { tenant_name: "Demo".into(), admin_email: email.clone(), password: "demo-password".into(), leads: 2_000 };
+    let plan = SeedPlan {
+        tenant_name: "Demo".into(),
+        admin_email: email.clone(),
+        password: "demo-password".into(),
+        leads: 2_000,
+    };
     let report = seed_demo(&app.db, &plan).await.expect("seed");
     let tenant = Some(report.tenant_id.as_uuid());
     assert_eq!(app.count_rows("leads", tenant).await, 2_000);
@@ -29,7 +34,8 @@ async fn the_demo_tenant_has_every_role_and_realistic_records() {
     let all = app.request(reqwest::Method::GET, "/api/v1/leads?include_total=true", Some(&token), None).await;
     assert_eq!(all.body["total"], 2_000);
 
-    let rep = report.users.iter().find(|user| user.role == crm_shared::domain::enums::Role::Sales).expect("a sales rep");
+    let rep =
+        report.users.iter().find(|user| user.role == crm_shared::domain::enums::Role::Sales).expect("a sales rep");
     let rep_login = app.login(&rep.email, "demo-password").await;
     let rep_token = rep_login.data()["token"].as_str().expect("token").to_owned();
     let own = app.request(reqwest::Method::GET, "/api/v1/leads?include_total=true", Some(&rep_token), None).await;

@@ -19,7 +19,9 @@ async fn another_tenants_records_are_404_and_never_listed() {
         app.get(&path, &mallory).await.assert_error(StatusCode::NOT_FOUND, "not_found");
         app.patch(&path, &mallory, patch_body(kind)).await.assert_error(StatusCode::NOT_FOUND, "not_found");
         app.delete(&path, &mallory).await.assert_error(StatusCode::NOT_FOUND, "not_found");
-        app.post(&format!("{path}/restore"), &mallory, json!({})).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+        app.post(&format!("{path}/restore"), &mallory, json!({}))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found");
 
         let list = app.get(&format!("/api/v1/{kind}?include_total=true"), &mallory).await;
         assert_eq!(list.status, StatusCode::OK);
@@ -44,7 +46,9 @@ async fn another_tenants_users_teams_and_clients_cannot_be_referenced() {
     let alice_team = app.team(&alice, "Alice's team").await;
     let alice_client = create_record(&app, &alice, "clients").await;
 
-    app.get(&format!("/api/v1/users/{}", alice.user_id), &mallory).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.get(&format!("/api/v1/users/{}", alice.user_id), &mallory)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
     app.patch(&format!("/api/v1/users/{}", alice.user_id), &mallory, json!({ "is_active": false }))
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
@@ -56,7 +60,8 @@ async fn another_tenants_users_teams_and_clients_cannot_be_referenced() {
     assert_eq!(emails, [json!(mallory.email)]);
 
     // References across tenants are refused as unknown, and nothing is written.
-    let lead = app.post("/api/v1/leads", &mallory, json!({ "first_name": "X", "assigned_to_user_id": alice.user_id })).await;
+    let lead =
+        app.post("/api/v1/leads", &mallory, json!({ "first_name": "X", "assigned_to_user_id": alice.user_id })).await;
     lead.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert_eq!(lead.field_error("assigned_to_user_id"), Some("no such user in this tenant"));
     let project = app.post("/api/v1/projects", &mallory, json!({ "client_id": alice_client, "name": "Steal" })).await;
@@ -82,8 +87,20 @@ async fn row_level_security_hides_other_tenants_without_any_filter() {
         create_record(&app, &bob, kind).await;
     }
     let tables = [
-        "tenants", "users", "leads", "clients", "projects", "interactions", "tickets", "audit_log", "teams",
-        "user_teams", "ticket_replies", "jobs", "imports", "import_errors",
+        "tenants",
+        "users",
+        "leads",
+        "clients",
+        "projects",
+        "interactions",
+        "tickets",
+        "audit_log",
+        "teams",
+        "user_teams",
+        "ticket_replies",
+        "jobs",
+        "imports",
+        "import_errors",
     ];
     for table in tables {
         let column = if table == "tenants" { "id" } else { "tenant_id" };
@@ -94,7 +111,11 @@ async fn row_level_security_hides_other_tenants_without_any_filter() {
             .await
             .expect("enter alice's tenant");
         let sql = format!("SELECT count(*) FILTER (WHERE {column} <> $1) FROM {table}");
-        let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(alice.tenant_id).fetch_one(&mut *tx).await.expect("count");
+        let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(alice.tenant_id)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
         assert_eq!(foreign, 0, "{table}: another tenant's rows are visible");
         tx.rollback().await.expect("rollback");
     }

@@ -36,7 +36,12 @@ pub const CLIENTS: RecordTable = RecordTable {
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(conn: &mut PgConnection, tenant: TenantId, created_by: UserId, client: NewClient) -> Result<ClientRow, DomainError> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: UserId,
+    client: NewClient,
+) -> Result<ClientRow, DomainError> {
     let sql = format!(
         "INSERT INTO clients AS r (id, tenant_id, name, email, phone, status, industry, assigned_to_user_id, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {}",

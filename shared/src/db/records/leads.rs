@@ -42,7 +42,12 @@ pub const LEADS: RecordTable = RecordTable {
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(conn: &mut PgConnection, tenant: TenantId, created_by: UserId, lead: NewLead) -> Result<LeadRow, DomainError> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: UserId,
+    lead: NewLead,
+) -> Result<LeadRow, DomainError> {
     let converted_at = match (lead.status, lead.converted_at) {
         (LeadStatus::Converted, None) => Some(Utc::now()),
         (_, at) => at,

@@ -40,7 +40,12 @@ pub const PROJECTS: RecordTable = RecordTable {
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(conn: &mut PgConnection, tenant: TenantId, created_by: UserId, project: NewProject) -> Result<ProjectRow, DomainError> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: UserId,
+    project: NewProject,
+) -> Result<ProjectRow, DomainError> {
     let sql = format!(
         "INSERT INTO projects AS r (id, tenant_id, client_id, name, status, value, start_date, close_date, \
          assigned_to_user_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {}",

@@ -44,7 +44,12 @@ fn is_closed(status: TicketStatus) -> bool {
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(conn: &mut PgConnection, tenant: TenantId, created_by: UserId, ticket: NewTicket) -> Result<TicketRow, DomainError> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: UserId,
+    ticket: NewTicket,
+) -> Result<TicketRow, DomainError> {
     let closed_at = match (is_closed(ticket.status), ticket.closed_at) {
         (true, None) => Some(Utc::now()),
         (_, at) => at,
