@@ -3,13 +3,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(settings) = Settings::load_or_report() else { return ExitCode::FAILURE };
     crm_shared::telemetry::init(&settings);
     let shutdown = crm_shared::shutdown::on_signal();
     match crm_scheduler::run(settings, shutdown).await {

@@ -45,6 +45,11 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// For a binary's `main`: the settings, or `None` after printing the one-line reason to stderr.
+    pub fn load_or_report() -> Option<Self> {
+        Self::from_env().map_err(|error| eprintln!("{error}")).ok()
+    }
+
     /// Builds settings from any variable source; tests use it to avoid touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());

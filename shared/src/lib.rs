@@ -11,6 +11,7 @@ pub mod password;
 pub mod redis_conn;
 pub mod seed;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 
 pub use error::DomainError;

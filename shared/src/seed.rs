@@ -38,6 +38,15 @@ pub struct SeedReport {
     pub projects: u64,
     pub interactions: u64,
     pub tickets: u64,
+    /// Each COPY stream: table, rows, seconds.
+    pub copies: Vec<CopyTiming>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CopyTiming {
+    pub table: &'static str,
+    pub rows: u64,
     pub seconds: f64,
 }
 
@@ -151,31 +160,50 @@ pub async fn seed_demo(pool: &PgPool, plan: &SeedPlan) -> Result<SeedReport, Dom
     let lead_ids: std::sync::Arc<Vec<Uuid>> =
         std::sync::Arc::new((0..plan.leads.min(200_000)).map(|_| new_id()).collect());
 
-    copy_rows(&mut conn, LEAD_COPY, plan.leads, {
+    drop(conn);
+    let mut timings = Vec::new();
+    // Two COPY streams at a time (one per Postgres backend core): first the leads in two halves, the
+    // clients after the first half; then interactions beside projects and tickets, whose references exist.
+    let half = plan.leads / 2;
+    let lead_line = {
         let (owners, lead_ids) = (owners.clone(), lead_ids.clone());
-        move |i, rng, out| lead_line(tenant, i, rng, out, &owners, &lead_ids, now)
-    })
-    .await?;
-    copy_rows(&mut conn, CLIENT_COPY, clients, {
+        move |i, rng: &mut StdRng, out: &mut String| lead_line(tenant, i, rng, out, &owners, &lead_ids, now)
+    };
+    let client_line = {
         let (owners, client_ids) = (owners.clone(), client_ids.clone());
-        move |i, rng, out| client_line(tenant, i, rng, out, &owners, &client_ids, now)
-    })
-    .await?;
-    copy_rows(&mut conn, PROJECT_COPY, projects, {
+        move |i, rng: &mut StdRng, out: &mut String| client_line(tenant, i, rng, out, &owners, &client_ids, now)
+    };
+    let (first_half, rest) = tokio::join!(copy_rows(pool, "leads", LEAD_COPY, 0..half, lead_line.clone()), async {
+        let second_half = copy_rows(pool, "leads", LEAD_COPY, half..plan.leads, lead_line).await?;
+        let clients = copy_rows(pool, "clients", CLIENT_COPY, 0..clients, client_line).await?;
+        Ok::<_, DomainError>([second_half, clients])
+    });
+    timings.push(first_half?);
+    timings.extend(rest?);
+
+    let project_line = {
         let (owners, client_ids) = (owners.clone(), client_ids.clone());
-        move |i, rng, out| project_line(tenant, i, rng, out, &owners, &client_ids, now)
-    })
-    .await?;
-    copy_rows(&mut conn, INTERACTION_COPY, interactions, {
+        move |i, rng: &mut StdRng, out: &mut String| project_line(tenant, i, rng, out, &owners, &client_ids, now)
+    };
+    let interaction_line = {
         let (owners, client_ids, lead_ids) = (owners.clone(), client_ids.clone(), lead_ids.clone());
-        move |_, rng, out| interaction_line(tenant, rng, out, &owners, &lead_ids, &client_ids, now)
-    })
-    .await?;
-    copy_rows(&mut conn, TICKET_COPY, tickets, {
+        move |_, rng: &mut StdRng, out: &mut String| {
+            interaction_line(tenant, rng, out, &owners, &lead_ids, &client_ids, now)
+        }
+    };
+    let ticket_line = {
         let owners = owners.clone();
-        move |i, rng, out| ticket_line(tenant, i, rng, out, &owners, now)
-    })
-    .await?;
+        move |i, rng: &mut StdRng, out: &mut String| ticket_line(tenant, i, rng, out, &owners, now)
+    };
+    let (interaction_timing, rest) =
+        tokio::join!(copy_rows(pool, "interactions", INTERACTION_COPY, 0..interactions, interaction_line), async {
+            let projects = copy_rows(pool, "projects", PROJECT_COPY, 0..projects, project_line).await?;
+            let tickets = copy_rows(pool, "tickets", TICKET_COPY, 0..tickets, ticket_line).await?;
+            Ok::<_, DomainError>([projects, tickets])
+        });
+    timings.push(interaction_timing?);
+    timings.extend(rest?);
+    let mut conn = pool.acquire().await?;
     // Fresh statistics, so the planner picks the indexes right away.
     sqlx::raw_sql("ANALYZE leads; ANALYZE clients; ANALYZE projects; ANALYZE interactions; ANALYZE tickets;")
         .execute(&mut *conn)
@@ -189,6 +217,7 @@ pub async fn seed_demo(pool: &PgPool, plan: &SeedPlan) -> Result<SeedReport, Dom
         projects,
         interactions,
         tickets,
+        copies: timings,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -221,8 +250,9 @@ async fn create_users(
     plan: &SeedPlan,
     password_hash: &str,
 ) -> Result<Vec<SeededUser>, DomainError> {
-    // Login emails are unique across tenants: derive the others from the tenant id.
-    let domain = format!("demo-{}.example", &tenant.to_string()[..8]);
+    // Login emails are unique across tenants: derive the others from the whole tenant id (a UUIDv7's first
+    // digits are a timestamp, shared by tenants created close together).
+    let domain = format!("demo-{}.example", tenant.as_uuid().simple());
     let mut wanted: Vec<(String, String, Role)> = vec![(plan.admin_email.clone(), "Demo Admin".into(), Role::Admin)];
     for n in 1..=2 {
         wanted.push((format!("manager{n}@{domain}"), format!("Manager {n}"), Role::Manager));
@@ -260,18 +290,26 @@ async fn create_users(
 
 const CHUNK_ROWS: u64 = 20_000;
 
-/// Streams `rows` lines built by `line` into `COPY ... FROM STDIN`, generating the next chunk on a blocking
-/// thread while the current one is sent.
-async fn copy_rows<F>(conn: &mut PgConnection, statement: &'static str, rows: u64, line: F) -> Result<(), DomainError>
+/// Streams the lines `line` builds for `rows` into `COPY ... FROM STDIN` on a connection of its own,
+/// generating the next chunk on a blocking thread while the current one is sent.
+async fn copy_rows<F>(
+    pool: &PgPool,
+    table: &'static str,
+    statement: &'static str,
+    rows: std::ops::Range<u64>,
+    line: F,
+) -> Result<CopyTiming, DomainError>
 where
     F: Fn(u64, &mut StdRng, &mut String) + Send + 'static,
 {
+    let started = std::time::Instant::now();
+    let count = rows.end.saturating_sub(rows.start);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(4);
     let producer = tokio::task::spawn_blocking(move || {
-        let mut rng = StdRng::seed_from_u64(rows ^ 0x5eed);
-        let mut start = 0;
-        while start < rows {
-            let end = (start + CHUNK_ROWS).min(rows);
+        let mut rng = StdRng::seed_from_u64(rows.start ^ rows.end ^ 0x5eed);
+        let mut start = rows.start;
+        while start < rows.end {
+            let end = (start + CHUNK_ROWS).min(rows.end);
             let mut chunk = String::with_capacity(((end - start) * 200) as usize);
             for i in start..end {
                 line(i, &mut rng, &mut chunk);
@@ -282,13 +320,16 @@ where
             start = end;
         }
     });
+    let mut conn = pool.acquire().await?;
     let mut copy = conn.copy_in_raw(statement).await?;
     while let Some(chunk) = receiver.recv().await {
         copy.send(chunk.into_bytes()).await?;
     }
     copy.finish().await?;
     producer.await.map_err(|error| anyhow::anyhow!(error))?;
-    Ok(())
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(table, rows = count, seconds, "copied");
+    Ok(CopyTiming { table, rows: count, seconds })
 }
 
 const LEAD_COPY: &str = "COPY leads (id, tenant_id, first_name, last_name, email, phone, company, lead_source, status, \

@@ -29,16 +29,9 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     let name = worker_name();
     let pool = crm_shared::db::pool(&settings)?;
     let mut redis = crm_shared::redis_conn::connect_lazy(&settings)?;
-    if !crm_shared::db::wait_for_schema(&pool, &shutdown).await {
-        tracing::info!("stopped before the schema was ready");
+    if !crm_shared::startup::wait_for_dependencies(&pool, &mut redis, &shutdown).await {
+        tracing::info!("stopped before Postgres and Redis were ready");
         return Ok(());
-    }
-    while !crm_shared::redis_conn::ping(&mut redis).await {
-        tracing::warn!("waiting for Redis");
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
     }
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     tracing::info!(worker = %name, queues = ?queue_names, concurrency = options.concurrency, "crm-worker ready");

@@ -18,13 +18,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(settings) = Settings::load_or_report() else { return ExitCode::FAILURE };
     crm_shared::telemetry::init(&settings);
     let shutdown = crm_shared::shutdown::on_signal();
     let options = WorkerOptions { queues: cli.queues, concurrency: usize::from(cli.concurrency) };

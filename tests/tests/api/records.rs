@@ -150,6 +150,14 @@ async fn lists_filter_search_sort_and_page() {
     assert_eq!(names(&app.get("/api/v1/leads?sort=first_name&limit=2&offset=2", &admin).await), ["Liam", "Mia"]);
     assert_eq!(names(&app.get("/api/v1/leads?sort=first_name&limit=2&offset=4", &admin).await), ["Zoe"]);
 
+    // Descending on a column that may be empty keeps the empty ones last.
+    let converted = app.get("/api/v1/leads?sort=-company&limit=1", &admin).await;
+    assert!(converted.body["items"][0]["company"].is_string());
+    let emptied = app.get("/api/v1/leads?q=Zoe", &admin).await.ids()[0];
+    app.patch(&format!("/api/v1/leads/{emptied}"), &admin, json!({ "company": null })).await;
+    assert_eq!(names(&app.get("/api/v1/leads?sort=-company", &admin).await).last().map(String::as_str), Some("Zoe"));
+    assert_eq!(names(&app.get("/api/v1/leads?sort=company", &admin).await).last().map(String::as_str), Some("Zoe"));
+
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
     assert_eq!(
         app.get(&format!("/api/v1/leads?created_from={tomorrow}&include_total=true"), &admin).await.body["total"],

@@ -33,6 +33,7 @@ pub const CLIENTS: RecordTable = RecordTable {
     owner_column: "assigned_to_user_id",
     search_columns: &["name", "email", "industry"],
     sort_columns: &["created_at", "updated_at", "name", "status", "industry"],
+    nullable_sort_columns: &["industry"],
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]

@@ -37,6 +37,7 @@ pub const INTERACTIONS: RecordTable = RecordTable {
     owner_column: "user_id",
     search_columns: &["notes"],
     sort_columns: &["created_at", "updated_at", "contact_date", "follow_up_at", "completed_at", "type"],
+    nullable_sort_columns: &["follow_up_at", "completed_at"],
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]

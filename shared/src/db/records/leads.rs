@@ -39,6 +39,7 @@ pub const LEADS: RecordTable = RecordTable {
     owner_column: "assigned_to_user_id",
     search_columns: &["first_name", "last_name", "email", "company"],
     sort_columns: &["created_at", "updated_at", "first_name", "last_name", "company", "status", "converted_at"],
+    nullable_sort_columns: &["last_name", "company", "converted_at"],
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]

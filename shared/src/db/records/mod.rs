@@ -29,6 +29,9 @@ pub struct RecordTable {
     pub search_columns: &'static [&'static str],
     /// Columns a list may be sorted by.
     pub sort_columns: &'static [&'static str],
+    /// The sortable columns that may be NULL. Only these get `NULLS LAST` when descending: on a NOT NULL
+    /// column the clause would stop Postgres from reading the index backwards and make it sort every row.
+    pub nullable_sort_columns: &'static [&'static str],
 }
 
 /// Who is asking, and which records they see.
@@ -116,6 +119,10 @@ fn escape_like(text: &str) -> String {
 fn push_filters(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, query: &ListQuery) {
     for filter in &query.filters {
         match filter {
+            // One value is a plain equality: Postgres 15 cannot read an index in order through `= ANY`.
+            Filter::TextIn(column, values) if values.len() == 1 => {
+                qb.push(" AND r.").push(*column).push(" = ").push_bind(values[0].clone());
+            }
             Filter::TextIn(column, values) => {
                 qb.push(" AND r.").push(*column).push(" = ANY(").push_bind(values.clone()).push(")");
             }
@@ -156,8 +163,13 @@ where
     push_visible(&mut qb, table, tenant, viewer, query.trash);
     push_filters(&mut qb, table, query);
     let direction = if query.sort.descending { " DESC" } else { " ASC" };
-    // NULLs last either way, and the id breaks ties so pages never overlap.
-    qb.push(" ORDER BY r.").push(query.sort.column).push(direction).push(" NULLS LAST, r.id").push(direction);
+    qb.push(" ORDER BY r.").push(query.sort.column).push(direction);
+    // Empty values last either way (ascending puts them last already).
+    if query.sort.descending && table.nullable_sort_columns.contains(&query.sort.column) {
+        qb.push(" NULLS LAST");
+    }
+    // The id breaks ties, so pages never overlap.
+    qb.push(", r.id").push(direction);
     qb.push(" LIMIT ").push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
     let items = qb.build_query_as::<T>().fetch_all(&mut *conn).await?;
 

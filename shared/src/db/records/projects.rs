@@ -37,6 +37,7 @@ pub const PROJECTS: RecordTable = RecordTable {
     owner_column: "assigned_to_user_id",
     search_columns: &["name"],
     sort_columns: &["created_at", "updated_at", "name", "status", "value", "start_date", "close_date"],
+    nullable_sort_columns: &["value", "start_date", "close_date"],
 };
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]

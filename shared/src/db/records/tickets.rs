@@ -37,6 +37,7 @@ pub const TICKETS: RecordTable = RecordTable {
     owner_column: "assigned_to_user_id",
     search_columns: &["subject", "description"],
     sort_columns: &["created_at", "updated_at", "subject", "priority", "status", "closed_at"],
+    nullable_sort_columns: &["closed_at"],
 };
 
 fn is_closed(status: TicketStatus) -> bool {
