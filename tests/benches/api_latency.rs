@@ -36,7 +36,13 @@ fn main() -> anyhow::Result<()> {
         report.leads as f64 / report.seconds
     );
     for copy in &report.copies {
-        println!("  COPY {:<13} {:>9} rows in {:>5.1} s ({:>7.0} rows/s)", copy.table, copy.rows, copy.seconds, copy.rows as f64 / copy.seconds);
+        println!(
+            "  COPY {:<13} {:>9} rows in {:>5.1} s ({:>7.0} rows/s)",
+            copy.table,
+            copy.rows,
+            copy.seconds,
+            copy.rows as f64 / copy.seconds
+        );
     }
 
     let env = environment(&database_url, "bench-latency");
@@ -47,16 +53,19 @@ fn main() -> anyhow::Result<()> {
 
     client_runtime.block_on(async {
         let pool = PgPool::connect(&database_url).await?;
-        let admin_email = report.users.iter().find(|u| u.role == crm_shared::domain::enums::Role::Admin).map(|u| u.email.clone());
-        let rep_email = report.users.iter().find(|u| u.role == crm_shared::domain::enums::Role::Sales).map(|u| u.email.clone());
+        let admin_email =
+            report.users.iter().find(|u| u.role == crm_shared::domain::enums::Role::Admin).map(|u| u.email.clone());
+        let rep_email =
+            report.users.iter().find(|u| u.role == crm_shared::domain::enums::Role::Sales).map(|u| u.email.clone());
         let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build()?;
         let admin = login(&client, &base, &admin_email.unwrap_or_default()).await?;
         let rep = login(&client, &base, &rep_email.unwrap_or_default()).await?;
         // Random leads of the big tenant (the other tenant's ids would rightly be 404).
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM leads TABLESAMPLE SYSTEM (2) WHERE tenant_id = $1 LIMIT 20000")
-            .bind(report.tenant_id)
-            .fetch_all(&pool)
-            .await?;
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM leads TABLESAMPLE SYSTEM (2) WHERE tenant_id = $1 LIMIT 20000")
+                .bind(report.tenant_id)
+                .fetch_all(&pool)
+                .await?;
         let ids = Arc::new(ids);
 
         let statuses = ["new", "contacted", "qualified", "lost", "converted"];
@@ -69,9 +78,13 @@ fn main() -> anyhow::Result<()> {
                 _ => format!("/api/v1/leads?lead_source={}&sort=-created_at&limit=25&offset=25", sources[i % 5]),
             }
         };
-        println!("\n{CLIENTS} concurrent clients, {requests} requests per scenario (after {} warm-up requests)", requests / 10);
-        run_scenario(&client, &base, &admin, "admin: filtered lead list (limit=25)", requests, filtered_list.clone()).await?;
-        run_scenario(&client, &base, &rep, "sales rep: own/assigned filtered list (limit=25)", requests, filtered_list).await?;
+        println!(
+            "\n{CLIENTS} concurrent clients, {requests} requests per scenario (after {} warm-up requests)",
+            requests / 10
+        );
+        run_scenario(&client, &base, &admin, "admin: filtered lead list (limit=25)", requests, filtered_list).await?;
+        run_scenario(&client, &base, &rep, "sales rep: own/assigned filtered list (limit=25)", requests, filtered_list)
+            .await?;
         let detail_ids = ids.clone();
         run_scenario(&client, &base, &admin, "admin: lead by id", requests, move |i| {
             format!("/api/v1/leads/{}", detail_ids[i % detail_ids.len()])
@@ -86,7 +99,9 @@ async fn prepare_database(leads: u64) -> anyhow::Result<(String, crm_shared::see
     let admin_url = admin_database_url();
     let name = "crm_bench_latency";
     let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
     let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap_or(admin_url.len())]);
     let pool = PgPool::connect(&url).await?;
@@ -99,7 +114,8 @@ async fn prepare_database(leads: u64) -> anyhow::Result<(String, crm_shared::see
     };
     let report = seed_demo(&pool, &plan).await?;
     // A second, small tenant, so the big one is not alone in its indexes.
-    let other = SeedPlan { admin_email: format!("other-{}@bench.test", uuid::Uuid::new_v4().simple()), leads: 10_000, ..plan };
+    let other =
+        SeedPlan { admin_email: format!("other-{}@bench.test", uuid::Uuid::new_v4().simple()), leads: 10_000, ..plan };
     seed_demo(&pool, &other).await?;
     pool.close().await;
     Ok((url, report))
@@ -150,7 +166,13 @@ fn ms(duration: Duration) -> f64 {
 }
 
 /// `requests` requests spread over `CLIENTS` concurrent clients; every response must be 200.
-async fn drive<F>(client: &reqwest::Client, base: &str, token: &str, requests: usize, path: F) -> anyhow::Result<(Vec<Duration>, usize)>
+async fn drive<F>(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    requests: usize,
+    path: F,
+) -> anyhow::Result<(Vec<Duration>, usize)>
 where
     F: Fn(usize) -> String + Clone + Send + Sync + 'static,
 {
