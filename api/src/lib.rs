@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::record_kinds::interaction_endpoints::router())
         .merge(routes::record_kinds::ticket_endpoints::router())
         .merge(routes::ticket_replies::router())
+        .merge(routes::jobs::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

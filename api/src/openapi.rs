@@ -3,7 +3,7 @@
 //! follow, so the document cannot forget one.
 
 use crate::error::ErrorBody;
-use crate::routes::{auth, health, record_kinds, teams, ticket_replies, users};
+use crate::routes::{auth, health, jobs, record_kinds, teams, ticket_replies, users};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         record_kinds::ticket_endpoints::list, record_kinds::ticket_endpoints::create, record_kinds::ticket_endpoints::get_one,
         record_kinds::ticket_endpoints::update, record_kinds::ticket_endpoints::delete, record_kinds::ticket_endpoints::restore,
         ticket_replies::list_replies, ticket_replies::add_reply,
+        jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job, jobs::queues, jobs::create_probe,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),
@@ -44,7 +45,8 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Users and the audit log (admins)"),
         (name = "teams", description = "Teams (admins)"),
         (name = "leads"), (name = "clients"), (name = "projects"), (name = "interactions"), (name = "tickets"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "jobs", description = "Background jobs: status, progress, cancel, retry"),
+        (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]
 pub struct ApiDoc;

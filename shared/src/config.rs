@@ -34,6 +34,8 @@ pub struct Settings {
     pub rust_log: String,
     pub import_max_bytes: u64,
     pub database_max_connections: u32,
+    /// `CRM_FAULT_INJECTION=1`: workers honour the faults probe jobs ask for. For tests only.
+    pub fault_injection: bool,
 }
 
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -121,6 +123,7 @@ impl Settings {
             import_max_bytes: positive("IMPORT_MAX_BYTES", 268_435_456)?,
             database_max_connections: u32::try_from(positive("DATABASE_MAX_CONNECTIONS", 20)?)
                 .map_err(|_| invalid("DATABASE_MAX_CONNECTIONS", "is too large".into()))?,
+            fault_injection: get("CRM_FAULT_INJECTION").is_some_and(|value| value == "1" || value == "true"),
         })
     }
 

@@ -1,9 +1,18 @@
-//! `crm-worker`: takes jobs from the Redis queues and records their progress in Postgres. This module holds
-//! the process's life cycle: identity, readiness, heartbeat and graceful stop. Queue consumers plug in here.
+//! `crm-worker`: takes jobs from the Redis queues (apalis-redis) and runs them, with Postgres as the source
+//! of truth for every job's status, progress and attempts. Alongside the queue consumers run the dispatcher
+//! (Redis kept in step with Postgres), the job heartbeats and the process's own heartbeat.
 
+pub mod dispatcher;
+pub mod probe;
+pub mod runtime;
+
+use apalis::prelude::*;
 use crm_shared::config::Settings;
-use crm_shared::jobs::Queue;
+use crm_shared::jobs::{Queue, queue_storage};
+use dispatcher::Dispatcher;
 use redis::AsyncCommands;
+use runtime::JobRuntime;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +25,12 @@ pub struct WorkerOptions {
 /// How often a live worker refreshes its heartbeat, and how long the heartbeat outlives a dead worker.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
+/// How often running jobs' heartbeats are written (and cancellations read); well inside `STALE_AFTER`.
+pub const JOB_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long running jobs may take to finish after SIGTERM; what is still running then is left to recovery.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often an idle worker asks Redis for work (apalis' default is its 30 s heartbeat).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A name unique per host, process and start, as apalis-redis requires (a reused name is refused for the
 /// orphan window and stops orphan recovery).
@@ -34,29 +49,119 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         return Ok(());
     }
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
-    tracing::info!(worker = %name, queues = ?queue_names, concurrency = options.concurrency, "crm-worker ready");
+    let runtime = Arc::new(JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection));
 
-    let heartbeat_key = format!("{}:workers:{name}", settings.redis_prefix);
-    let heartbeat = serde_json::json!({
-        "name": name,
-        "queues": queue_names,
-        "concurrency": options.concurrency,
-        "pid": std::process::id(),
-        "started_at": chrono::Utc::now(),
-    })
-    .to_string();
+    let mut background = tokio::task::JoinSet::new();
+    let stop_background = CancellationToken::new();
+    for queue in options.queues.clone() {
+        let dispatcher =
+            Dispatcher { pool: pool.clone(), redis: redis.clone(), redis_prefix: settings.redis_prefix.clone() };
+        background.spawn(dispatcher.run_hand_off(queue, stop_background.clone()));
+    }
+    let dispatcher =
+        Dispatcher { pool: pool.clone(), redis: redis.clone(), redis_prefix: settings.redis_prefix.clone() };
+    background.spawn(dispatcher.run_maintenance(options.queues.clone(), stop_background.clone()));
+    background.spawn(job_heartbeats(runtime.clone(), stop_background.clone()));
+    background.spawn(process_heartbeat(
+        redis.clone(),
+        settings.redis_prefix.clone(),
+        name.clone(),
+        queue_names.iter().map(|q| q.to_string()).collect(),
+        options.concurrency,
+        stop_background.clone(),
+    ));
+
+    let mut monitor = Monitor::new();
+    for queue in options.queues.clone() {
+        let (connection, prefix, runtime, base) =
+            (redis.clone(), settings.redis_prefix.clone(), runtime.clone(), name.clone());
+        let concurrency = options.concurrency;
+        monitor = monitor.register(move |restarts| {
+            let storage = queue_storage(connection.clone(), &prefix, queue).poll_with_interval(POLL_INTERVAL);
+            // The restart count keeps the name unique when the monitor brings a failed worker back.
+            WorkerBuilder::new(format!("{base}-{}-{restarts}", queue.name()))
+                .backend(storage)
+                .data(runtime.clone())
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .build(runtime::handle)
+        });
+    }
+    tracing::info!(worker = %name, queues = ?queue_names, concurrency = options.concurrency, "crm-worker ready");
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    };
+    let result = monitor
+        // Any Redis error ends an apalis worker; bring it back (with a pause, so a Redis outage is not a
+        // busy loop) under a new name.
+        .should_restart(|context, error| {
+            tracing::warn!(worker = %context.name(), error = %error, "queue consumer stopped; restarting it");
+            std::thread::sleep(Duration::from_millis(500));
+            true
+        })
+        .shutdown_timeout(DRAIN_TIMEOUT)
+        .run_with_signal(signal)
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(error = %error, "queue consumers stopped with an error");
+    }
+    stop_background.cancel();
+    while background.join_next().await.is_some() {}
+    let _: Result<(), _> = redis.del(format!("{}:workers:{name}", settings.redis_prefix)).await;
+    pool.close().await;
+    tracing::info!(worker = %name, "crm-worker stopped");
+    Ok(())
+}
+
+/// Keeps the heartbeats of this worker's running jobs fresh and passes on cancellations.
+async fn job_heartbeats(runtime: Arc<JobRuntime>, stop: CancellationToken) {
     loop {
-        let written: Result<(), _> = redis.set_ex(&heartbeat_key, &heartbeat, HEARTBEAT_TTL.as_secs()).await;
+        let running = runtime.running_jobs();
+        if !running.is_empty() {
+            match crm_shared::db::jobs::heartbeat(&runtime.pool, &running, &runtime.worker_name).await {
+                Ok(cancelled) => runtime.cancel(&cancelled),
+                Err(error) => tracing::warn!(error = %error, "job heartbeat not written"),
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(JOB_HEARTBEAT_INTERVAL) => {}
+        }
+    }
+}
+
+/// The process's heartbeat key, read by operators (`GET /api/v1/admin/queues`).
+async fn process_heartbeat(
+    mut redis: redis::aio::ConnectionManager,
+    prefix: String,
+    name: String,
+    queues: Vec<String>,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    let key = format!("{prefix}:workers:{name}");
+    let started_at = chrono::Utc::now();
+    loop {
+        let heartbeat = serde_json::json!({
+            "name": name,
+            "queues": queues,
+            "concurrency": concurrency,
+            "pid": std::process::id(),
+            "started_at": started_at,
+            "last_heartbeat_at": chrono::Utc::now(),
+        })
+        .to_string();
+        let written: Result<(), _> = redis.set_ex(&key, &heartbeat, HEARTBEAT_TTL.as_secs()).await;
         if let Err(error) = written {
             tracing::warn!(error = %error, "heartbeat not written; Redis unreachable, retrying");
         }
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
         }
     }
-    let _: Result<(), _> = redis.del(&heartbeat_key).await;
-    pool.close().await;
-    tracing::info!(worker = %name, "crm-worker stopped");
-    Ok(())
 }

@@ -1,0 +1,383 @@
+//! Jobs (contract §5): status polling reads Postgres, the source of truth; cancel and retry; the operators'
+//! queue overview; and probes, the no-op jobs that check the pipeline end to end.
+
+use super::Data;
+use crate::auth::{AdminCtx, AuthCtx};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use crm_shared::db::jobs::{self, JobRow, NewJob, QueueCounts};
+use crm_shared::domain::validation::{ErrorCode, Validator};
+use crm_shared::jobs::{JobKind, JobStatus, JobTask, ProbePayload, Queue};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    pub done: i64,
+    pub total: Option<i64>,
+    /// 0 to 100, or null while the total is unknown.
+    pub percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResource {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    #[schema(value_type = JobKind)]
+    pub kind: String,
+    #[schema(value_type = JobStatus)]
+    pub status: String,
+    pub progress: Progress,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+    pub resource: JobResource,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Set once a running job was asked to stop; it stops at its next checkpoint.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for JobView {
+    fn from(job: JobRow) -> Self {
+        let percent = job
+            .progress_total
+            .filter(|total| *total > 0)
+            .map(|total| ((job.progress_done as f64 / total as f64) * 1000.0).round() / 10.0);
+        JobView {
+            id: job.id,
+            kind: job.kind,
+            status: job.status,
+            progress: Progress { done: job.progress_done, total: job.progress_total, percent },
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            error: job.error,
+            resource: JobResource { kind: job.resource_type, id: job.resource_id },
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            cancel_requested_at: job.cancel_requested_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListParams {
+    /// `import`, `export`, `report`, `email`, `rollup` or `probe`.
+    pub kind: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `dead`.
+    pub status: Option<String>,
+    /// 1 to 100 (default 25).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    /// Always null: job lists change too fast to count; page with `cursor`.
+    pub total: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(job: &JobView) -> String {
+    format!("{}_{}", job.created_at.timestamp_micros(), job.id)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (micros, id) = cursor.split_once('_')?;
+    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, Uuid::parse_str(id).ok()?))
+}
+
+/// The tenant's jobs, newest first (cursor-paged).
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobListParams),
+    responses((status = 200, description = "A page of jobs", body = JobPage)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    auth: AuthCtx,
+    ApiQuery(params): ApiQuery<JobListParams>,
+) -> Result<Json<JobPage>, ApiError> {
+    let mut validator = Validator::new();
+    let kind = validator.field("kind", params.kind, false, |text: String| {
+        JobKind::parse(&text).map(Some).ok_or_else(|| {
+            crm_shared::domain::validation::Invalid(ErrorCode::InvalidEnum, format!("{text:?} is not a job kind"))
+        })
+    });
+    let status = validator.field("status", params.status, false, |text: String| {
+        JobStatus::parse(&text).map(Some).ok_or_else(|| {
+            crm_shared::domain::validation::Invalid(ErrorCode::InvalidEnum, format!("{text:?} is not a job status"))
+        })
+    });
+    let limit = params.limit.unwrap_or(25);
+    if !(1..=100).contains(&limit) {
+        validator.push("limit", ErrorCode::InvalidNumber, "must be between 1 and 100");
+    }
+    let cursor = match params.cursor.as_deref() {
+        None => None,
+        Some(text) => {
+            let decoded = decode_cursor(text);
+            if decoded.is_none() {
+                validator.push("cursor", ErrorCode::InvalidValue, "is not a cursor this API returned");
+            }
+            decoded
+        }
+    };
+    validator.finish()?;
+    let (mut tx, _) = state.begin(&auth).await?;
+    let rows = jobs::list(&mut tx, auth.tenant_id, kind, status, cursor, limit).await?;
+    tx.commit().await?;
+    let items: Vec<JobView> = rows.into_iter().map(JobView::from).collect();
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(encode_cursor)).flatten();
+    Ok(Json(JobPage { items, total: None, limit, offset: 0, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "The job, as Postgres has it now", body = Data<JobView>)))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    auth: AuthCtx,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Data<JobView>>, ApiError> {
+    let (mut tx, _) = state.begin(&auth).await?;
+    let job = jobs::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    tx.commit().await?;
+    Ok(Json(Data { data: job.into() }))
+}
+
+/// A queued job is cancelled at once and never runs; a running one stops at its next checkpoint.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Cancelled, or cancellation requested", body = Data<JobView>)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    auth: AuthCtx,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Data<JobView>>, ApiError> {
+    refuse_readonly(&auth)?;
+    let (mut tx, _) = state.begin(&auth).await?;
+    let job = jobs::request_cancel(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    tx.commit().await?;
+    Ok(Json(Data { data: job.into() }))
+}
+
+/// Runs a failed or dead job again, with a fresh count of attempts.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", params(("id" = Uuid, Path)),
+    responses((status = 202, description = "Queued again", body = Data<JobView>)))]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    auth: AuthCtx,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    refuse_readonly(&auth)?;
+    let (mut tx, _) = state.begin(&auth).await?;
+    let job = jobs::retry(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    tx.commit().await?;
+    hand_off(&state, &job).await;
+    Ok(accepted(job))
+}
+
+fn refuse_readonly(auth: &AuthCtx) -> Result<(), ApiError> {
+    if auth.role == crm_shared::domain::enums::Role::Readonly {
+        return Err(ApiError::forbidden("the readonly role may not change jobs"));
+    }
+    Ok(())
+}
+
+/// Hands a just-committed job to Redis; on failure the dispatcher does it, so this only logs.
+pub async fn hand_off(state: &AppState, job: &JobRow) {
+    let Some(queue) = Queue::parse(&job.queue) else { return };
+    let task = JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: job.request_id.clone() };
+    if let Err(error) =
+        crm_shared::jobs::hand_off_now(&state.db, state.redis.clone(), &state.settings.redis_prefix, queue, vec![task])
+            .await
+    {
+        tracing::warn!(job_id = %job.id, error = %error, "immediate hand-off failed; the dispatcher will hand the job over");
+    }
+}
+
+/// `202 Accepted` with the job and where to poll it.
+pub fn accepted(job: JobRow) -> Response {
+    let location = format!("/api/v1/jobs/{}", job.id);
+    let view = JobView::from(job);
+    let body = json!({ "data": { "id": view.id, "job_id": view.id, "status": view.status, "job": view } });
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = location.parse() {
+        headers.insert(header::LOCATION, value);
+    }
+    (StatusCode::ACCEPTED, headers, Json(body)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeRequest {
+    /// Checkpointed steps (0 to 1000; 0 is a no-op).
+    pub steps: Option<u32>,
+    /// Milliseconds per step (0 to 60000).
+    pub step_ms: Option<u64>,
+}
+
+/// Enqueues a probe job through the same path as every job: operators check the pipeline end to end.
+#[utoipa::path(post, path = "/api/v1/admin/probes", tag = "operations", request_body = ProbeRequest,
+    responses((status = 202, description = "Queued; poll the Location", body = Data<JobView>)))]
+pub async fn create_probe(
+    State(state): State<AppState>,
+    AdminCtx(auth): AdminCtx,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ProbeRequest>,
+) -> Result<Response, ApiError> {
+    let mut validator = Validator::new();
+    let steps = body.steps.unwrap_or(0);
+    if steps > 1000 {
+        validator.push("steps", ErrorCode::InvalidNumber, "must be at most 1000");
+    }
+    let step_ms = body.step_ms.unwrap_or(0);
+    if step_ms > 60_000 {
+        validator.push("step_ms", ErrorCode::InvalidNumber, "must be at most 60000");
+    }
+    validator.finish()?;
+    let payload = serde_json::to_value(ProbePayload { steps, step_ms, fault: None }).map_err(ApiError::internal)?;
+    let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let (mut tx, _) = state.begin(&auth).await?;
+    let job = jobs::insert(
+        &mut tx,
+        auth.tenant_id,
+        &NewJob {
+            kind: JobKind::Probe,
+            payload,
+            max_attempts: 3,
+            resource: None,
+            created_by: Some(auth.user_id),
+            request_id,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    hand_off(&state, &job).await;
+    Ok(accepted(job))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    pub name: String,
+    pub queues: Vec<String>,
+    pub concurrency: Option<u64>,
+    pub last_heartbeat_at: Option<String>,
+    pub started_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    #[serde(flatten)]
+    pub counts: QueueCounts,
+    /// Tasks waiting in Redis (the rest of `queued` waits in Postgres for room).
+    pub redis_backlog: Option<i64>,
+    pub live_workers: Vec<WorkerView>,
+}
+
+/// Operators' view of every queue, across tenants (admins).
+#[utoipa::path(get, path = "/api/v1/admin/queues", tag = "operations",
+    responses((status = 200, description = "Per queue: counts, Redis backlog and live workers", body = Data<Vec<QueueView>>)))]
+pub async fn queues(
+    State(state): State<AppState>,
+    AdminCtx(auth): AdminCtx,
+) -> Result<Json<Data<Vec<QueueView>>>, ApiError> {
+    let (tx, _) = state.begin(&auth).await?;
+    tx.commit().await?;
+    let counts = jobs::queue_counts(&state.db).await?;
+    let prefix = &state.settings.redis_prefix;
+    let mut redis = state.redis.clone();
+    let worker_keys: Vec<String> =
+        redis.keys(format!("{prefix}:workers:*")).await.map_err(crm_shared::DomainError::from)?;
+    let mut workers = Vec::new();
+    for key in worker_keys {
+        let value: Option<String> = redis.get(&key).await.map_err(crm_shared::DomainError::from)?;
+        if let Some(value) = value.and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()) {
+            workers.push(WorkerView {
+                name: value["name"].as_str().unwrap_or_default().to_owned(),
+                queues: value["queues"]
+                    .as_array()
+                    .map(|q| q.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                concurrency: value["concurrency"].as_u64(),
+                last_heartbeat_at: value["last_heartbeat_at"].as_str().map(str::to_owned),
+                started_at: value["started_at"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    let mut views = Vec::new();
+    for queue_counts in counts {
+        let queue = Queue::parse(&queue_counts.queue);
+        let redis_backlog = match queue {
+            Some(queue) => {
+                let config = crm_shared::jobs::queue_config(prefix, queue);
+                let result: Result<(i64, i64), _> = redis::pipe()
+                    .llen(config.active_jobs_list())
+                    .zcard(config.scheduled_jobs_set())
+                    .query_async(&mut redis)
+                    .await;
+                result.ok().map(|(due, scheduled)| due + scheduled)
+            }
+            None => None,
+        };
+        metrics::gauge!("queue_depth", "queue" => queue_counts.queue.clone()).set(queue_counts.queued as f64);
+        let live_workers = workers
+            .iter()
+            .filter(|worker| worker.queues.contains(&queue_counts.queue))
+            .map(|worker| WorkerView {
+                name: worker.name.clone(),
+                queues: worker.queues.clone(),
+                concurrency: worker.concurrency,
+                last_heartbeat_at: worker.last_heartbeat_at.clone(),
+                started_at: worker.started_at.clone(),
+            })
+            .collect();
+        views.push(QueueView { counts: queue_counts, redis_backlog, live_workers });
+    }
+    metrics::gauge!("live_workers").set(workers.len() as f64);
+    Ok(Json(Data { data: views }))
+}
+
+pub fn router() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/retry", post(retry_job))
+        .route("/api/v1/admin/queues", get(queues))
+        .route("/api/v1/admin/probes", post(create_probe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("time");
+        let id = Uuid::now_v7();
+        let text = format!("{}_{id}", at.timestamp_micros());
+        assert_eq!(decode_cursor(&text), Some((at, id)));
+        assert_eq!(decode_cursor("nonsense"), None);
+        assert_eq!(decode_cursor("12_not-a-uuid"), None);
+    }
+}

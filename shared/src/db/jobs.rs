@@ -1,0 +1,415 @@
+//! The `jobs` table: the source of truth for every job's status, progress and attempts.
+//!
+//! The API writes a job in the caller's tenant transaction. Platform bookkeeping (claiming, heartbeats,
+//! dispatching, recovery) spans tenants and runs on the owner connection; a job's own work on tenant data
+//! runs in a tenant transaction (see `begin_tenant`).
+
+use crate::error::DomainError;
+use crate::ids::{TenantId, UserId, new_id};
+use crate::jobs::{JobKind, JobStatus, Queue};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub status: String,
+    pub payload: Value,
+    pub progress_done: i64,
+    pub progress_total: Option<i64>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub worker_name: Option<String>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub result: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const JOB_COLUMNS: &str = "id, tenant_id, kind, queue, status, payload, progress_done, progress_total, attempts, \
+    max_attempts, error, resource_type, resource_id, created_by, request_id, run_at, worker_name, heartbeat_at, \
+    cancel_requested_at, result, created_at, started_at, finished_at";
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub resource: Option<(&'static str, Uuid)>,
+    pub created_by: Option<UserId>,
+    pub request_id: Option<String>,
+}
+
+/// Records a job in the caller's transaction; it reaches Redis after commit (`dispatch`).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, kind = ?job.kind))]
+pub async fn insert(conn: &mut PgConnection, tenant: TenantId, job: &NewJob) -> Result<JobRow, DomainError> {
+    let sql = format!(
+        "INSERT INTO jobs (id, tenant_id, kind, queue, payload, max_attempts, resource_type, resource_id, created_by, \
+         request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {JOB_COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(new_id())
+        .bind(tenant)
+        .bind(job.kind.as_str())
+        .bind(Queue::for_kind(job.kind).name())
+        .bind(&job.payload)
+        .bind(job.max_attempts)
+        .bind(job.resource.map(|(kind, _)| kind))
+        .bind(job.resource.map(|(_, id)| id))
+        .bind(job.created_by)
+        .bind(job.request_id.as_deref())
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Inserts many jobs of one tenant at once (bulk enqueue).
+pub async fn insert_many(conn: &mut PgConnection, tenant: TenantId, jobs: &[NewJob]) -> Result<Vec<Uuid>, DomainError> {
+    let ids: Vec<Uuid> = jobs.iter().map(|_| new_id()).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|job| job.kind.as_str()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|job| Queue::for_kind(job.kind).name()).collect();
+    let payloads: Vec<Value> = jobs.iter().map(|job| job.payload.clone()).collect();
+    let max_attempts: Vec<i32> = jobs.iter().map(|job| job.max_attempts).collect();
+    let created_by: Vec<Option<Uuid>> = jobs.iter().map(|job| job.created_by.map(UserId::as_uuid)).collect();
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, kind, queue, payload, max_attempts, created_by) \
+         SELECT id, $1, kind, queue, payload, max_attempts, created_by \
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $7::uuid[]) \
+              AS j(id, kind, queue, payload, max_attempts, created_by)",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&queues)
+    .bind(&payloads)
+    .bind(&max_attempts)
+    .bind(&created_by)
+    .execute(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// A job handed to Redis: which Redis task carries it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub request_id: Option<String>,
+}
+
+/// Locks up to `limit` due jobs of a queue that Redis does not have yet; the caller pushes them and then
+/// calls `mark_dispatched` in the same transaction (or rolls back, leaving them for the next pass).
+pub async fn lock_due(conn: &mut PgConnection, queue: Queue, limit: i64) -> Result<Vec<DueJob>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT id, tenant_id, request_id FROM jobs WHERE queue = $1 AND status = 'queued' AND dispatched_at IS NULL \
+         AND run_at <= now() ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(queue.name())
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn mark_dispatched(conn: &mut PgConnection, ids: &[Uuid], task_ids: &[String]) -> Result<(), DomainError> {
+    sqlx::query(
+        "UPDATE jobs SET dispatched_at = now(), redis_task_id = t.task_id \
+         FROM unnest($1::uuid[], $2::text[]) AS t(id, task_id) WHERE jobs.id = t.id",
+    )
+    .bind(ids)
+    .bind(task_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Jobs handed to Redis at least `older_than` ago and still waiting: candidates for a loss check.
+pub async fn waiting_in_redis(
+    pool: &PgPool,
+    queue: Queue,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT id, redis_task_id FROM jobs WHERE queue = $1 AND status = 'queued' AND dispatched_at IS NOT NULL \
+         AND redis_task_id IS NOT NULL AND dispatched_at < now() - make_interval(secs => $2) \
+         ORDER BY dispatched_at LIMIT $3",
+    )
+    .bind(queue.name())
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Forgets the hand-off of jobs Redis lost, so the dispatcher hands them over again.
+pub async fn undispatch(pool: &PgPool, ids: &[Uuid]) -> Result<u64, DomainError> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET dispatched_at = NULL, redis_task_id = NULL WHERE id = ANY($1) AND status = 'queued'",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Takes a job for a worker: only a queued, uncancelled job is claimed, and the attempt is counted before any
+/// work starts, so a job that kills its worker is counted too. `None`: someone else has it, or it is done.
+#[tracing::instrument(skip_all, fields(job_id = %job_id))]
+pub async fn claim(pool: &PgPool, job_id: Uuid, worker: &str) -> Result<Option<JobRow>, DomainError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_name = $2, heartbeat_at = now(), \
+         started_at = COALESCE(started_at, now()), updated_at = now() \
+         WHERE id = $1 AND status = 'queued' AND cancel_requested_at IS NULL RETURNING {JOB_COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_id).bind(worker).fetch_optional(pool).await?)
+}
+
+/// Refreshes the heartbeats of a worker's running jobs; returns those whose cancellation was requested.
+pub async fn heartbeat(pool: &PgPool, job_ids: &[Uuid], worker: &str) -> Result<Vec<Uuid>, DomainError> {
+    let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        "UPDATE jobs SET heartbeat_at = now() WHERE id = ANY($1) AND status = 'running' AND worker_name = $2 \
+         RETURNING id, cancel_requested_at IS NOT NULL",
+    )
+    .bind(job_ids)
+    .bind(worker)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter(|(_, cancelled)| *cancelled).map(|(id, _)| id).collect())
+}
+
+/// Records progress; call it in the transaction that commits the work it counts.
+pub async fn checkpoint(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    done: i64,
+    total: Option<i64>,
+) -> Result<(), DomainError> {
+    sqlx::query(
+        "UPDATE jobs SET progress_done = $2, progress_total = COALESCE($3, progress_total), heartbeat_at = now(), \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(done)
+    .bind(total)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn cancel_requested(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, DomainError> {
+    Ok(sqlx::query_scalar("SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or(true))
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Option<Value>),
+    Cancelled,
+    /// Will not succeed by trying again (a bad file): failed at once.
+    Failed(String),
+    /// May succeed later: queued again after `delay`, or `dead` once attempts are used up.
+    Retry {
+        error: String,
+        delay: Duration,
+    },
+}
+
+/// Ends a run. Only the worker that holds the job may end it (after recovery gave it to another, the old
+/// worker's word no longer counts). Returns the status the job ended in.
+#[tracing::instrument(skip_all, fields(job_id = %job_id))]
+pub async fn finish(
+    pool: &PgPool,
+    job_id: Uuid,
+    worker: &str,
+    outcome: &Outcome,
+) -> Result<Option<JobStatus>, DomainError> {
+    let status: Option<String> = match outcome {
+        Outcome::Succeeded(result) => sqlx::query_scalar(
+            "UPDATE jobs SET status = 'succeeded', result = $3, error = NULL, finished_at = now(), updated_at = now(), \
+             progress_done = GREATEST(progress_done, COALESCE(progress_total, progress_done)) \
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+        )
+        .bind(job_id)
+        .bind(worker)
+        .bind(result)
+        .fetch_optional(pool)
+        .await?,
+        Outcome::Cancelled => {
+            sqlx::query_scalar(
+                "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now() \
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+            )
+            .bind(job_id)
+            .bind(worker)
+            .fetch_optional(pool)
+            .await?
+        }
+        Outcome::Failed(error) => {
+            sqlx::query_scalar(
+                "UPDATE jobs SET status = 'failed', error = $3, finished_at = now(), updated_at = now() \
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+            )
+            .bind(job_id)
+            .bind(worker)
+            .bind(error)
+            .fetch_optional(pool)
+            .await?
+        }
+        Outcome::Retry { error, delay } => {
+            sqlx::query_scalar(
+                "UPDATE jobs SET error = $3, updated_at = now(), worker_name = NULL, \
+                 status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END, \
+                 run_at = now() + make_interval(secs => $4), dispatched_at = NULL, redis_task_id = NULL \
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+            )
+            .bind(job_id)
+            .bind(worker)
+            .bind(error)
+            .bind(delay.as_secs_f64())
+            .fetch_optional(pool)
+            .await?
+        }
+    };
+    Ok(status.and_then(|status| JobStatus::parse(&status)))
+}
+
+/// Running jobs whose worker stopped beating for `stale_after`: queued again (their attempt stays counted),
+/// or `dead` when that was the last attempt. Returns (requeued, dead).
+#[tracing::instrument(skip_all)]
+pub async fn recover_stale(pool: &PgPool, stale_after: Duration) -> Result<(u64, u64), DomainError> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "UPDATE jobs SET worker_name = NULL, updated_at = now(), dispatched_at = NULL, redis_task_id = NULL, \
+             status = CASE WHEN attempts >= max_attempts THEN 'dead' \
+                           WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END, \
+             finished_at = CASE WHEN attempts >= max_attempts OR cancel_requested_at IS NOT NULL THEN now() END, \
+             error = CASE WHEN attempts >= max_attempts \
+                          THEN format('the worker running it stopped during each of its %s attempts', attempts) \
+                          ELSE 'the worker running it stopped; the job will run again' END \
+         WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) RETURNING status",
+    )
+    .bind(stale_after.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let dead = rows.iter().filter(|status| status.as_str() == "dead").count() as u64;
+    Ok((rows.len() as u64 - dead, dead))
+}
+
+// ------------------------------------------------------------------ the API's view (tenant transactions)
+
+pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<JobRow>, DomainError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(conn).await?)
+}
+
+/// Newest first. `before` is the cursor: the (created_at, id) of the last job of the previous page.
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: Option<JobKind>,
+    status: Option<JobStatus>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<JobRow>, DomainError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2) \
+         AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(kind.map(JobKind::as_str))
+        .bind(status.map(JobStatus::as_str))
+        .bind(before.map(|(at, _)| at))
+        .bind(before.map(|(_, id)| id))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Cancels a job: a queued one at once (it will never run), a running one at its next checkpoint.
+/// `None` when the job is not the tenant's; `Err(Conflict)` when it has already ended.
+pub async fn request_cancel(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<JobRow>, DomainError> {
+    let sql = format!(
+        "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now(), \
+             status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+             finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END \
+         WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING {JOB_COLUMNS}"
+    );
+    if let Some(row) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(&mut *conn).await?
+    {
+        return Ok(Some(row));
+    }
+    match get(conn, tenant, id).await? {
+        None => Ok(None),
+        Some(job) => {
+            Err(DomainError::Conflict { message: format!("the job has already ended ({})", job.status), field: None })
+        }
+    }
+}
+
+/// Runs a failed or dead job again from a clean slate of attempts.
+pub async fn retry(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<JobRow>, DomainError> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'queued', attempts = 0, error = NULL, run_at = now(), dispatched_at = NULL, \
+             redis_task_id = NULL, worker_name = NULL, cancel_requested_at = NULL, finished_at = NULL, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 AND status IN ('failed', 'dead') RETURNING {JOB_COLUMNS}"
+    );
+    if let Some(row) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(&mut *conn).await?
+    {
+        return Ok(Some(row));
+    }
+    match get(conn, tenant, id).await? {
+        None => Ok(None),
+        Some(job) => Err(DomainError::Conflict {
+            message: format!("only failed or dead jobs can be retried; this one is {}", job.status),
+            field: None,
+        }),
+    }
+}
+
+/// Per queue: jobs by status now, and finished in the last hour (operators' view, all tenants).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct QueueCounts {
+    pub queue: String,
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded_last_hour: i64,
+    pub failed_last_hour: i64,
+    pub dead: i64,
+}
+
+pub async fn queue_counts(pool: &PgPool) -> Result<Vec<QueueCounts>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT q.queue, \
+           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'queued') AS queued, \
+           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'running') AS running, \
+           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'succeeded' AND finished_at > now() - interval '1 hour') AS succeeded_last_hour, \
+           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'failed' AND finished_at > now() - interval '1 hour') AS failed_last_hour, \
+           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'dead') AS dead \
+         FROM unnest(ARRAY['imports', 'exports', 'reports', 'emails']) AS q(queue)",
+    )
+    .fetch_all(pool)
+    .await?)
+}
