@@ -216,6 +216,7 @@ pub async fn hand_off(state: &AppState, job: &JobRow) {
 
 /// `202 Accepted` with the job and where to poll it.
 pub fn accepted(job: JobRow) -> Response {
+    metrics::counter!("jobs_enqueued_total", "kind" => job.kind.clone()).increment(1);
     let location = format!("/api/v1/jobs/{}", job.id);
     let view = JobView::from(job);
     let body = json!({ "data": { "id": view.id, "job_id": view.id, "status": view.status, "job": view } });
