@@ -27,6 +27,12 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/teams/{id}/members", "put"),
         ("/api/v1/tickets/{id}/replies", "get"),
         ("/api/v1/tickets/{id}/replies", "post"),
+        ("/api/v1/jobs", "get"),
+        ("/api/v1/jobs/{id}", "get"),
+        ("/api/v1/jobs/{id}/cancel", "post"),
+        ("/api/v1/jobs/{id}/retry", "post"),
+        ("/api/v1/admin/queues", "get"),
+        ("/api/v1/admin/probes", "post"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
