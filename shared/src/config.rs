@@ -34,6 +34,8 @@ pub struct Settings {
     pub rust_log: String,
     pub import_max_bytes: u64,
     pub database_max_connections: u32,
+    /// Where `crm-worker` serves its Prometheus metrics; unset: not served.
+    pub worker_metrics_addr: Option<SocketAddr>,
     /// `CRM_FAULT_INJECTION=1`: workers honour the faults probe jobs ask for. For tests only.
     pub fault_injection: bool,
 }
@@ -123,6 +125,13 @@ impl Settings {
             import_max_bytes: positive("IMPORT_MAX_BYTES", 268_435_456)?,
             database_max_connections: u32::try_from(positive("DATABASE_MAX_CONNECTIONS", 20)?)
                 .map_err(|_| invalid("DATABASE_MAX_CONNECTIONS", "is too large".into()))?,
+            worker_metrics_addr: match get("WORKER_METRICS_ADDR") {
+                None => None,
+                Some(text) => Some(
+                    text.parse()
+                        .map_err(|_| invalid("WORKER_METRICS_ADDR", format!("must be host:port, got {text:?}")))?,
+                ),
+            },
             fault_injection: get("CRM_FAULT_INJECTION").is_some_and(|value| value == "1" || value == "true"),
         })
     }

@@ -48,6 +48,13 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         tracing::info!("stopped before Postgres and Redis were ready");
         return Ok(());
     }
+    if let Some(addr) = settings.worker_metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0])?
+            .install()?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+    }
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     let runtime = Arc::new(JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection));
 

@@ -44,6 +44,24 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Job figures come from Postgres and Redis at scrape time, so one scrape of any API replica shows every
+    // queue, whichever workers ran the jobs.
+    if let Ok(totals) = crm_shared::db::jobs::totals_by_kind_and_status(&state.db).await {
+        for (kind, status, count) in totals {
+            metrics::gauge!("jobs", "kind" => kind, "status" => status).set(count as f64);
+        }
+    }
+    if let Ok(counts) = crm_shared::db::jobs::queue_counts(&state.db).await {
+        for queue in counts {
+            metrics::gauge!("queue_depth", "queue" => queue.queue).set(queue.queued as f64);
+        }
+    }
+    let mut redis = state.redis.clone();
+    let workers: Result<Vec<String>, _> =
+        redis::AsyncCommands::keys(&mut redis, format!("{}:workers:*", state.settings.redis_prefix)).await;
+    if let Ok(workers) = workers {
+        metrics::gauge!("live_workers").set(workers.len() as f64);
+    }
     metrics::gauge!("db_pool_connections").set(f64::from(state.db.size()));
     metrics::gauge!("db_pool_idle_connections").set(state.db.num_idle() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())

@@ -413,3 +413,8 @@ pub async fn queue_counts(pool: &PgPool) -> Result<Vec<QueueCounts>, DomainError
     .fetch_all(pool)
     .await?)
 }
+
+/// Jobs by kind and status (all tenants), for the metrics endpoint.
+pub async fn totals_by_kind_and_status(pool: &PgPool) -> Result<Vec<(String, String, i64)>, DomainError> {
+    Ok(sqlx::query_as("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status").fetch_all(pool).await?)
+}

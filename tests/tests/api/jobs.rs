@@ -10,7 +10,11 @@ use std::time::Duration;
 async fn a_probe_enqueued_through_the_api_runs_and_reports_progress() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
-    let mut worker = app.start_worker(&["--queues", "imports", "--concurrency", "2"]).await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut worker = app
+        .start_worker_with(&["--queues", "imports", "--concurrency", "2"], &[("WORKER_METRICS_ADDR", &metrics_addr)])
+        .await;
     let accepted = app.post("/api/v1/admin/probes", &admin, json!({ "steps": 3, "step_ms": 50 })).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
     let id = accepted.data()["job_id"].as_str().expect("job_id").to_owned();
@@ -37,6 +41,16 @@ async fn a_probe_enqueued_through_the_api_runs_and_reports_progress() {
     let imports =
         queues.data().as_array().expect("queues").iter().find(|q| q["queue"] == "imports").cloned().expect("imports");
     assert_eq!(imports["live_workers"].as_array().map(Vec::len), Some(1), "{imports}");
+
+    let worker_metrics =
+        reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("scrape").text().await.expect("text");
+    assert!(worker_metrics.contains("jobs_started_total{kind=\"probe\"} 1"), "{worker_metrics}");
+    assert!(worker_metrics.contains("jobs_finished_total{kind=\"probe\",status=\"succeeded\"} 1"), "{worker_metrics}");
+    assert!(worker_metrics.contains("job_run_duration_seconds"), "{worker_metrics}");
+    let api_metrics =
+        app.client.get(format!("{}/metrics", app.address)).send().await.expect("scrape").text().await.expect("text");
+    assert!(api_metrics.contains("jobs{kind=\"probe\",status=\"succeeded\"}"), "{api_metrics}");
+    assert!(api_metrics.contains("queue_depth{queue=\"imports\"}"), "{api_metrics}");
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(Duration::from_secs(30)).await.is_some_and(|status| status.success()));
 }
@@ -246,6 +260,22 @@ async fn a_hundred_thousand_jobs_drain_with_the_redis_backlog_bounded() {
     assert!(largest_backlog <= crm_worker::dispatcher::MAX_REDIS_BACKLOG, "Redis backlog reached {largest_backlog}");
     let attempts: i64 = sqlx::query_scalar("SELECT sum(attempts) FROM jobs").fetch_one(&app.db).await.expect("sum");
     assert_eq!(attempts, total as i64, "each job ran once");
+    // apalis' per-task bookkeeping is trimmed, so Redis memory does not grow with every job ever run.
+    let mut left_in_redis = i64::MAX;
+    for _ in 0..50 {
+        let (data, done): (i64, i64) = redis::pipe()
+            .hlen(config.job_data_hash())
+            .scard(config.done_jobs_set())
+            .query_async(&mut redis)
+            .await
+            .expect("sizes");
+        left_in_redis = data + done;
+        if left_in_redis == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(left_in_redis, 0, "finished tasks still held in Redis");
     for mut worker in workers {
         worker.signal(Signal::SIGTERM);
         worker.wait_exit(Duration::from_secs(30)).await;
