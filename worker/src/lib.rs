@@ -3,6 +3,7 @@
 //! (Redis kept in step with Postgres), the job heartbeats and the process's own heartbeat.
 
 pub mod dispatcher;
+pub mod ledger;
 pub mod probe;
 pub mod runtime;
 

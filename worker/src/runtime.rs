@@ -2,9 +2,10 @@
 //! handler, and record how it ended. Redis only delivers; every decision is made against Postgres, so a
 //! duplicated or stale delivery finds nothing to claim and does nothing.
 
+use crate::ledger::Ledger;
 use crate::probe;
 use apalis::prelude::{BoxDynError, Data};
-use crm_shared::db::jobs::{self, JobRow, Outcome};
+use crm_shared::db::jobs::{JobRow, Outcome};
 use crm_shared::jobs::{JobKind, JobTask};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub struct JobRuntime {
     pub worker_name: String,
     /// Probe faults are honoured only when the worker was started with CRM_FAULT_INJECTION=1.
     pub fault_injection: bool,
+    /// Claims and ends, written to Postgres in batches.
+    ledger: Ledger,
     /// The jobs running here, each with the token its checkpoints watch.
     running: Mutex<HashMap<Uuid, CancellationToken>>,
 }
@@ -68,7 +71,8 @@ impl JobContext {
 
 impl JobRuntime {
     pub fn new(pool: PgPool, worker_name: String, fault_injection: bool) -> Self {
-        Self { pool, worker_name, fault_injection, running: Mutex::new(HashMap::new()) }
+        let ledger = Ledger::start(pool.clone(), worker_name.clone());
+        Self { pool, worker_name, fault_injection, ledger, running: Mutex::new(HashMap::new()) }
     }
 
     pub fn running_jobs(&self) -> Vec<Uuid> {
@@ -87,7 +91,7 @@ impl JobRuntime {
     }
 
     async fn execute(self: Arc<Self>, task: JobTask) {
-        let job = match jobs::claim(&self.pool, task.job_id, &self.worker_name).await {
+        let job = match self.ledger.claim(task.job_id).await {
             Ok(Some(job)) => job,
             Ok(None) => {
                 tracing::debug!("nothing to claim: the job is running elsewhere, finished or cancelled");
@@ -123,7 +127,7 @@ impl JobRuntime {
             Err(JobError::Permanent(reason)) => Outcome::Failed(reason),
             Err(JobError::Transient(reason)) => Outcome::Retry { error: reason, delay: backoff(attempts) },
         };
-        match jobs::finish(&self.pool, job_id, &self.worker_name, &outcome).await {
+        match self.ledger.finish(job_id, outcome).await {
             Ok(Some(status)) => {
                 let status = status.as_str();
                 tracing::info!(status, attempts, seconds = started.elapsed().as_secs_f64(), "job ended");

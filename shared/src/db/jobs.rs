@@ -165,16 +165,38 @@ pub async fn undispatch(pool: &PgPool, ids: &[Uuid]) -> Result<u64, DomainError>
     .rows_affected())
 }
 
-/// Takes a job for a worker: only a queued, uncancelled job is claimed, and the attempt is counted before any
-/// work starts, so a job that kills its worker is counted too. `None`: someone else has it, or it is done.
-#[tracing::instrument(skip_all, fields(job_id = %job_id))]
-pub async fn claim(pool: &PgPool, job_id: Uuid, worker: &str) -> Result<Option<JobRow>, DomainError> {
+/// Takes jobs for a worker: only queued, uncancelled jobs are claimed, and each attempt is counted before
+/// any work starts, so a job that kills its worker is counted too. Jobs missing from the answer are running
+/// elsewhere, done or cancelled.
+#[tracing::instrument(skip_all, fields(jobs = job_ids.len()))]
+pub async fn claim_many(pool: &PgPool, job_ids: &[Uuid], worker: &str) -> Result<Vec<JobRow>, DomainError> {
     let sql = format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_name = $2, heartbeat_at = now(), \
          started_at = COALESCE(started_at, now()), updated_at = now() \
-         WHERE id = $1 AND status = 'queued' AND cancel_requested_at IS NULL RETURNING {JOB_COLUMNS}"
+         WHERE id = ANY($1) AND status = 'queued' AND cancel_requested_at IS NULL RETURNING {JOB_COLUMNS}"
     );
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_id).bind(worker).fetch_optional(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_ids).bind(worker).fetch_all(pool).await?)
+}
+
+/// Records many successes at once; returns the jobs this worker still held (and so ended).
+#[tracing::instrument(skip_all, fields(jobs = job_ids.len()))]
+pub async fn finish_succeeded_many(
+    pool: &PgPool,
+    job_ids: &[Uuid],
+    results: &[Option<Value>],
+    worker: &str,
+) -> Result<Vec<Uuid>, DomainError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE jobs SET status = 'succeeded', result = t.result, error = NULL, finished_at = now(), updated_at = now(), \
+             progress_done = GREATEST(jobs.progress_done, COALESCE(jobs.progress_total, jobs.progress_done)) \
+         FROM unnest($1::uuid[], $2::jsonb[]) AS t(id, result) \
+         WHERE jobs.id = t.id AND jobs.status = 'running' AND jobs.worker_name = $3 RETURNING jobs.id",
+    )
+    .bind(job_ids)
+    .bind(results)
+    .bind(worker)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Refreshes the heartbeats of a worker's running jobs; returns those whose cancellation was requested.
@@ -241,16 +263,10 @@ pub async fn finish(
     outcome: &Outcome,
 ) -> Result<Option<JobStatus>, DomainError> {
     let status: Option<String> = match outcome {
-        Outcome::Succeeded(result) => sqlx::query_scalar(
-            "UPDATE jobs SET status = 'succeeded', result = $3, error = NULL, finished_at = now(), updated_at = now(), \
-             progress_done = GREATEST(progress_done, COALESCE(progress_total, progress_done)) \
-             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
-        )
-        .bind(job_id)
-        .bind(worker)
-        .bind(result)
-        .fetch_optional(pool)
-        .await?,
+        Outcome::Succeeded(result) => {
+            let ended = finish_succeeded_many(pool, &[job_id], std::slice::from_ref(result), worker).await?;
+            (!ended.is_empty()).then(|| "succeeded".to_owned())
+        }
         Outcome::Cancelled => {
             sqlx::query_scalar(
                 "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now() \

@@ -142,8 +142,6 @@ async fn sigterm_drains_running_jobs_within_the_bound_and_loses_nothing() {
 async fn failures_end_failed_dead_or_retried_as_their_kind_says() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
-    let permanent = app.enqueue_probe(admin.tenant_id, json!({ "fault": "permanent" }), 3).await;
-    let transient = app.enqueue_probe(admin.tenant_id, json!({ "steps": 1, "fault": "transient_once" }), 3).await;
     let crashing = app.enqueue_probe(admin.tenant_id, json!({ "steps": 1, "fault": "crash_worker" }), 2).await;
 
     // Workers keep dying on the crashing job; keep starting new ones, as a supervisor would.
@@ -163,11 +161,16 @@ async fn failures_end_failed_dead_or_retried_as_their_kind_says() {
     assert!(dead.error.as_deref().is_some_and(|e| e.contains("stopped")), "{:?}", dead.error);
     assert!(restarts >= 2, "each attempt killed a worker ({restarts})");
 
+    // With the crashing job out of the way (a crash kills whatever else runs beside it):
+    let permanent = app.enqueue_probe(admin.tenant_id, json!({ "fault": "permanent" }), 3).await;
+    let transient = app.enqueue_probe(admin.tenant_id, json!({ "steps": 1, "fault": "transient_once" }), 3).await;
+
     let failed = app.wait_job(permanent, Duration::from_secs(10), |job| job.status == "failed").await;
     assert_eq!(failed.attempts, 1, "a permanent failure is not retried");
     assert_eq!(failed.error.as_deref(), Some("the probe was asked to fail"));
     let retried = app.wait_job(transient, Duration::from_secs(30), |job| job.status == "succeeded").await;
     assert_eq!(retried.attempts, 2);
+    assert_eq!(app.probe_steps(transient).await, [(1, 2)], "the failed first attempt wrote nothing");
 
     // Retry through the API: the dead job runs again with fresh attempts (and dies again, as it crashes).
     let reply = app.post(&format!("/api/v1/jobs/{permanent}/retry"), &admin, json!({})).await;
