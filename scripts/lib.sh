@@ -67,6 +67,7 @@ start_redis() {
 # non-owner crm_app role it switches into for row-level security.
 ensure_database() {
     psql_super -d postgres <<SQL
+SET client_min_messages TO warning;
 DO \$\$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER') THEN
         CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASSWORD' CREATEDB;

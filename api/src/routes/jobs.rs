@@ -276,7 +276,7 @@ pub async fn create_probe(
     Ok(accepted(job))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkerView {
     pub name: String,
     pub queues: Vec<String>,
@@ -301,6 +301,7 @@ pub async fn queues(
     State(state): State<AppState>,
     AdminCtx(auth): AdminCtx,
 ) -> Result<Json<Data<Vec<QueueView>>>, ApiError> {
+    // Only to check that the admin is still active: the figures below span tenants (owner connection).
     let (tx, _) = state.begin(&auth).await?;
     tx.commit().await?;
     let counts = jobs::queue_counts(&state.db).await?;
@@ -340,17 +341,8 @@ pub async fn queues(
             None => None,
         };
         metrics::gauge!("queue_depth", "queue" => queue_counts.queue.clone()).set(queue_counts.queued as f64);
-        let live_workers = workers
-            .iter()
-            .filter(|worker| worker.queues.contains(&queue_counts.queue))
-            .map(|worker| WorkerView {
-                name: worker.name.clone(),
-                queues: worker.queues.clone(),
-                concurrency: worker.concurrency,
-                last_heartbeat_at: worker.last_heartbeat_at.clone(),
-                started_at: worker.started_at.clone(),
-            })
-            .collect();
+        let live_workers =
+            workers.iter().filter(|worker| worker.queues.contains(&queue_counts.queue)).cloned().collect();
         views.push(QueueView { counts: queue_counts, redis_backlog, live_workers });
     }
     metrics::gauge!("live_workers").set(workers.len() as f64);
