@@ -6,6 +6,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod ids;
+pub mod imports;
 pub mod jobs;
 pub mod password;
 pub mod redis_conn;
