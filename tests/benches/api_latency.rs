@@ -6,8 +6,8 @@
 use crm_api::Application;
 use crm_shared::config::Settings;
 use crm_shared::seed::{SeedPlan, seed_demo};
-use crm_tests::{admin_database_url, environment};
-use sqlx::{Connection, PgConnection, PgPool};
+use crm_tests::environment;
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,16 +96,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn prepare_database(leads: u64) -> anyhow::Result<(String, crm_shared::seed::SeedReport)> {
-    let admin_url = admin_database_url();
-    let name = "crm_bench_latency";
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
-    let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap_or(admin_url.len())]);
+    let url = crm_tests::recreate_migrated_database("crm_bench_latency").await;
     let pool = PgPool::connect(&url).await?;
-    crm_shared::db::migrate(&pool).await?;
     let plan = SeedPlan {
         tenant_name: "Benchmark".into(),
         admin_email: format!("admin-{}@bench.test", uuid::Uuid::new_v4().simple()),

@@ -10,9 +10,8 @@
 use crm_shared::TenantId;
 use crm_shared::db::jobs::{self, NewJob};
 use crm_shared::jobs::{JobKind, JobTask, Queue};
-use crm_tests::{Process, TestApp, admin_database_url, environment};
+use crm_tests::{Process, TestApp, environment};
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
@@ -32,18 +31,7 @@ fn no_op() -> NewJob {
 }
 
 async fn fresh_app() -> anyhow::Result<TestApp> {
-    let admin_url = admin_database_url();
-    let name = "crm_bench_jobs";
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
-    let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap_or(admin_url.len())]);
-    let pool = sqlx::PgPool::connect(&url).await?;
-    crm_shared::db::migrate(&pool).await?;
-    pool.close().await;
-    Ok(TestApp::spawn_on(url).await)
+    Ok(TestApp::spawn_on(crm_tests::recreate_migrated_database("crm_bench_jobs").await).await)
 }
 
 fn concurrency() -> String {
