@@ -128,8 +128,8 @@ pub async fn list_jobs(
             crm_shared::domain::validation::Invalid(ErrorCode::InvalidEnum, format!("{text:?} is not a job status"))
         })
     });
-    let limit = params.limit.unwrap_or(25);
-    if !(1..=100).contains(&limit) {
+    let limit = params.limit.unwrap_or(super::records::DEFAULT_LIMIT);
+    if !(1..=super::records::MAX_LIMIT).contains(&limit) {
         validator.push("limit", ErrorCode::InvalidNumber, "must be between 1 and 100");
     }
     let cursor = match params.cursor.as_deref() {
@@ -340,12 +340,10 @@ pub async fn queues(
             }
             None => None,
         };
-        metrics::gauge!("queue_depth", "queue" => queue_counts.queue.clone()).set(queue_counts.queued as f64);
         let live_workers =
             workers.iter().filter(|worker| worker.queues.contains(&queue_counts.queue)).cloned().collect();
         views.push(QueueView { counts: queue_counts, redis_backlog, live_workers });
     }
-    metrics::gauge!("live_workers").set(workers.len() as f64);
     Ok(Json(Data { data: views }))
 }
 

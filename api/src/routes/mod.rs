@@ -9,6 +9,8 @@ pub mod teams;
 pub mod ticket_replies;
 pub mod users;
 
+use crate::error::ApiError;
+use crm_shared::domain::validation::{ErrorCode, Validator};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -25,4 +27,19 @@ pub struct ListResponse<T> {
     pub total: Option<i64>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// `limit` (1 to 100, default 25) and `offset` (not negative, default 0) of a paged list, or 422.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(records::DEFAULT_LIMIT);
+    let offset = offset.unwrap_or(0);
+    let mut validator = Validator::new();
+    if !(1..=records::MAX_LIMIT).contains(&limit) {
+        validator.push("limit", ErrorCode::InvalidNumber, "must be between 1 and 100");
+    }
+    if offset < 0 {
+        validator.push("offset", ErrorCode::InvalidNumber, "must not be negative");
+    }
+    validator.finish()?;
+    Ok((limit, offset))
 }

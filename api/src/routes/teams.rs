@@ -1,7 +1,6 @@
 //! Teams (admins only): a manager sees the records of the members of their teams.
 
-use super::users::page;
-use super::{Data, ListResponse};
+use super::{Data, ListResponse, page};
 use crate::auth::AdminCtx;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};

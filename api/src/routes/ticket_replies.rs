@@ -48,11 +48,7 @@ pub async fn list_replies(
     ApiQuery(page): ApiQuery<ReplyPage>,
 ) -> Result<Json<ListResponse<TicketReplyRow>>, ApiError> {
     auth.scope(tickets::TICKETS.entity, Action::Read)?;
-    let limit = page.limit.unwrap_or(super::records::DEFAULT_LIMIT);
-    let offset = page.offset.unwrap_or(0);
-    if !(1..=super::records::MAX_LIMIT).contains(&limit) || offset < 0 {
-        return Err(ApiError::field("limit", "limit must be between 1 and 100 and offset not negative"));
-    }
+    let (limit, offset) = super::page(page.limit, page.offset)?;
     let (mut tx, _) = state.begin(&auth).await?;
     visible_ticket(&mut tx, &auth, id, Action::Read).await?;
     let items = tickets::list_replies(&mut tx, auth.tenant_id, id, limit, offset).await?;

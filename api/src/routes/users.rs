@@ -1,6 +1,6 @@
 //! Users of the tenant (admins only). Creating a user, changing a role and deactivating are audited.
 
-use super::{Data, ListResponse};
+use super::{Data, ListResponse, page};
 use crate::auth::AdminCtx;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -60,20 +60,6 @@ pub struct UserUpdate {
 
 fn role() -> impl Fn(String) -> crm_shared::domain::validation::Normalized<Role> {
     enumeration(Role::parse, Role::allowed)
-}
-
-pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let limit = limit.unwrap_or(super::records::DEFAULT_LIMIT);
-    let offset = offset.unwrap_or(0);
-    let mut validator = Validator::new();
-    if !(1..=super::records::MAX_LIMIT).contains(&limit) {
-        validator.push("limit", ErrorCode::InvalidNumber, "must be between 1 and 100");
-    }
-    if offset < 0 {
-        validator.push("offset", ErrorCode::InvalidNumber, "must not be negative");
-    }
-    validator.finish()?;
-    Ok((limit, offset))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserListParams),
