@@ -13,6 +13,7 @@ pub mod redis_conn;
 pub mod seed;
 pub mod shutdown;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;
 
 pub use error::DomainError;

@@ -3,6 +3,7 @@
 //! (Redis kept in step with Postgres), the job heartbeats and the process's own heartbeat.
 
 pub mod dispatcher;
+pub mod import;
 pub mod ledger;
 pub mod probe;
 pub mod runtime;
@@ -57,7 +58,9 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         tracing::info!(%addr, "serving Prometheus metrics");
     }
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
-    let runtime = Arc::new(JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection));
+    let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
+        .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
+    let runtime = Arc::new(JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection, storage));
 
     let mut background = tokio::task::JoinSet::new();
     let stop_background = CancellationToken::new();

@@ -3,7 +3,7 @@
 //! duplicated or stale delivery finds nothing to claim and does nothing.
 
 use crate::ledger::Ledger;
-use crate::probe;
+use crate::{import, probe};
 use apalis::prelude::{BoxDynError, Data};
 use crm_shared::db::jobs::{JobRow, Outcome};
 use crm_shared::jobs::{JobKind, JobTask};
@@ -49,6 +49,8 @@ pub struct JobRuntime {
     pub worker_name: String,
     /// Probe faults are honoured only when the worker was started with CRM_FAULT_INJECTION=1.
     pub fault_injection: bool,
+    /// Where uploaded files are read from.
+    pub storage: crm_shared::storage::Storage,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
     /// The jobs running here, each with the token its checkpoints watch.
@@ -70,9 +72,14 @@ impl JobContext {
 }
 
 impl JobRuntime {
-    pub fn new(pool: PgPool, worker_name: String, fault_injection: bool) -> Self {
+    pub fn new(
+        pool: PgPool,
+        worker_name: String,
+        fault_injection: bool,
+        storage: crm_shared::storage::Storage,
+    ) -> Self {
         let ledger = Ledger::start(pool.clone(), worker_name.clone());
-        Self { pool, worker_name, fault_injection, ledger, running: Mutex::new(HashMap::new()) }
+        Self { pool, worker_name, fault_injection, storage, ledger, running: Mutex::new(HashMap::new()) }
     }
 
     pub fn running_jobs(&self) -> Vec<Uuid> {
@@ -116,6 +123,7 @@ impl JobRuntime {
         let context = JobContext { job, runtime: self.clone(), cancelled };
         let result = match kind {
             Some(JobKind::Probe) => probe::run(&context).await,
+            Some(JobKind::Import) => import::run(&context).await,
             other => Err(JobError::Permanent(format!("this worker cannot run {other:?} jobs yet"))),
         };
         if let Ok(mut running) = self.running.lock() {

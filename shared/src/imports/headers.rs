@@ -70,7 +70,7 @@ fn aliases(field: &str) -> &'static [&'static str] {
         "first_name" => &["firstname", "givenname", "forename"],
         "last_name" => &["lastname", "surname", "familyname"],
         "email" => &["email", "emailaddress", "mail"],
-        "phone" => &["phone", "phonenumber", "telephone", "tel", "mobile"],
+        "phone" => &["phone", "phonenumber", "phone1", "telephone", "tel", "mobile"],
         "company" => &["company", "companyname", "organization", "organisation", "account"],
         "lead_source" => &["leadsource", "source"],
         "assigned_to" => &["assignedto", "owner", "owneremail", "assignee"],

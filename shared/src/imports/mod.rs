@@ -1,6 +1,10 @@
-//! Reading import files: the text encoding, the CSV delimiter, and which column feeds which field. Pure
-//! functions over bytes and strings, shared by the upload check in the API and the import job in the worker.
+//! Reading import files: the text encoding, the CSV delimiter, rows of CSV and XLSX within the contract's
+//! limits, which column feeds which field, and each row's validation. Pure functions over files and strings,
+//! shared by the upload check in the API and the import job in the worker.
 
 pub mod encoding;
 pub mod headers;
+pub mod reader;
+pub mod rows;
 pub mod sniff;
+pub mod xlsx;
