@@ -44,9 +44,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = crm_shared::db::pool(&settings)?;
         let redis = crm_shared::redis_conn::connect_lazy(&settings)?;
+        let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
+            .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
         let state = AppState {
             db,
             redis,
+            storage,
             jwt: Arc::new(auth::JwtKeys::new(&settings)),
             metrics: http_metrics::recorder()?,
             settings: Arc::new(settings),
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::record_kinds::ticket_endpoints::router())
         .merge(routes::ticket_replies::router())
         .merge(routes::jobs::router())
+        .merge(routes::imports::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

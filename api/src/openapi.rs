@@ -3,7 +3,7 @@
 //! follow, so the document cannot forget one.
 
 use crate::error::ErrorBody;
-use crate::routes::{auth, health, jobs, record_kinds, teams, ticket_replies, users};
+use crate::routes::{auth, health, imports, jobs, record_kinds, teams, ticket_replies, users};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -37,6 +37,8 @@ use utoipa::{Modify, OpenApi};
         record_kinds::ticket_endpoints::update, record_kinds::ticket_endpoints::delete, record_kinds::ticket_endpoints::restore,
         ticket_replies::list_replies, ticket_replies::add_reply,
         jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job, jobs::queues, jobs::create_probe,
+        imports::create_import, imports::list_imports, imports::get_import, imports::list_errors, imports::errors_csv,
+        imports::update_error, imports::retry_import, imports::cancel_import,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),
@@ -46,6 +48,12 @@ use utoipa::{Modify, OpenApi};
         (name = "teams", description = "Teams (admins)"),
         (name = "leads"), (name = "clients"), (name = "projects"), (name = "interactions"), (name = "tickets"),
         (name = "jobs", description = "Background jobs: status, progress, cancel, retry"),
+        (name = "imports", description = "Spreadsheet imports: upload, progress, failed rows, corrections, retry. \
+            `row_number` is the row's place in the file counting the header as row 1 (for CSV the line the record \
+            starts on; for XLSX the sheet row). Each failed row has one error (the first problem's type, code and \
+            field; the message lists every problem). Limits: IMPORT_MAX_BYTES, 1,048,576 data rows, 200 columns, \
+            32,767 characters a cell; an .xlsx whose zip entries inflate past 256 MiB, or past 100:1 for entries over \
+            100 KiB, is refused without being inflated."),
         (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]

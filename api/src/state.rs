@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub db: PgPool,
     pub redis: ConnectionManager,
+    /// Uploaded and generated files (`STORAGE_URL`).
+    pub storage: crm_shared::storage::Storage,
     pub settings: Arc<Settings>,
     pub jwt: Arc<JwtKeys>,
     pub metrics: PrometheusHandle,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod imports;
 pub mod jobs;
 pub mod record_kinds;
 pub mod records;
