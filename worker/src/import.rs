@@ -349,11 +349,14 @@ async fn run_retry(context: &JobContext, tenant: TenantId, import: &ImportRun) -
         let source: Vec<SourceRow> = rows
             .into_iter()
             .enumerate()
-            .map(|(offset, (row_number, data, corrected))| SourceRow {
-                index: u64::try_from(done).unwrap_or(0) + offset as u64 + 1,
-                row_number: u64::try_from(row_number).unwrap_or(0),
-                cells: merged_cells(&header, &data, corrected.as_ref(), writer.field_columns()),
-                malformed: None,
+            .map(|(offset, (row_number, data, corrected))| {
+                let (cells, malformed) = merged_row(&header, &data, corrected.as_ref(), writer.field_columns());
+                SourceRow {
+                    index: u64::try_from(done).unwrap_or(0) + offset as u64 + 1,
+                    row_number: u64::try_from(row_number).unwrap_or(0),
+                    cells,
+                    malformed,
+                }
             })
             .collect();
         let mut taken = preparer.take().ok_or_else(|| JobError::Permanent("retry state lost".into()))?;
@@ -371,7 +374,38 @@ async fn run_retry(context: &JobContext, tenant: TenantId, import: &ImportRun) -
     Ok(())
 }
 
-/// A stored row with its corrections applied; corrections may name a file column or a field.
+/// A stored row with its corrections applied; corrections may name a file column or a field. Cells beyond the
+/// header (kept as "column N" for a malformed row) still make the row malformed unless corrected to blank.
+fn merged_row(
+    header: &[String],
+    data: &Value,
+    corrected: Option<&Value>,
+    fields: &HashMap<String, usize>,
+) -> (Vec<String>, Option<String>) {
+    let cells = merged_cells(header, data, corrected, fields);
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().trim().to_owned();
+    let extra = data.as_object().map_or(0, |object| {
+        object
+            .keys()
+            .filter(|key| !header.contains(key))
+            .filter(|key| {
+                let correction = corrected.and_then(|c| c.get(key.as_str()));
+                let value = if correction.is_some() { text(correction) } else { text(object.get(key.as_str())) };
+                !value.is_empty()
+            })
+            .count()
+    });
+    let malformed = (extra > 0).then(|| {
+        format!(
+            "the row has {} fields but the header has {}; correct the extra cells to blank or fix the row",
+            header.len() + extra,
+            header.len()
+        )
+    });
+    (cells, malformed)
+}
+
+/// The header's cells of a stored row, with corrections applied.
 fn merged_cells(
     header: &[String],
     data: &Value,
@@ -398,7 +432,8 @@ fn merged_cells(
 /// A row as it was, for `import_errors.row_data`: `{"column": "value"}`; cells beyond the cell limit are cut.
 fn row_data(header: &[String], cells: &[String]) -> Value {
     let mut object = Map::with_capacity(header.len());
-    for (name, cell) in header.iter().zip(cells) {
+    let extra_names: Vec<String> = (header.len()..cells.len()).map(|column| format!("column {}", column + 1)).collect();
+    for (name, cell) in header.iter().chain(extra_names.iter()).zip(cells) {
         let value = if cell.chars().count() > reader::MAX_CELL_CHARS {
             cell.chars().take(reader::MAX_CELL_CHARS).collect()
         } else {
@@ -553,9 +588,12 @@ impl<'a> BatchWriter<'a> {
         if self.entity == ImportEntity::Projects {
             self.resolve_clients(&mut tx, &mut candidates, &mut failed_here).await?;
         }
-        // Duplicates against the tenant's records.
-        let existing = self.existing(&mut tx, &candidates).await?;
+        // Duplicates against the tenant's records. Inserting leads and clients needs no lookup: the unique
+        // email index refuses a duplicate (ON CONFLICT DO NOTHING), at the cost of the probe the insert makes
+        // anyway. Upserts need the matched record, dry runs write nothing, and projects have no unique key.
         let mode = self.import.mode.as_str();
+        let lookup = self.import.dry_run || mode == "upsert" || self.entity == ImportEntity::Projects;
+        let existing = if lookup { self.existing(&mut tx, &candidates).await? } else { HashMap::new() };
         let mut skipped = 0i64;
         let mut keep = Vec::with_capacity(candidates.len());
         let mut succeeded_rows: Vec<i64> = Vec::new();
@@ -611,9 +649,19 @@ impl<'a> BatchWriter<'a> {
                     }
                     succeeded_rows.push(row);
                 } else if mode == "skip" && candidate.operation == Operation::Insert {
-                    // Another import created the same record meanwhile.
                     skipped += 1;
                     succeeded_rows.push(row);
+                } else if mode == "create" && candidate.operation == Operation::Insert {
+                    let what = self.duplicate_description();
+                    failed_here.push((
+                        candidate,
+                        Problem::new(
+                            ErrorType::Duplicate,
+                            ErrorCode::DuplicateExisting,
+                            Some(self.duplicate_field()),
+                            format!("a {what} already exists"),
+                        ),
+                    ));
                 } else {
                     let what = self.duplicate_description();
                     failed_here.push((
@@ -689,11 +737,12 @@ impl<'a> BatchWriter<'a> {
                     .filter_map(|key| key.split_once('\u{1f}'))
                     .filter_map(|(client, name)| Some((client.parse::<Uuid>().ok()?, name.to_owned())))
                     .unzip();
+                // One index probe per key (LATERAL ... LIMIT 1): a join would let the planner scan the index.
                 sqlx::query_as(
-                    "SELECT p.client_id::text || chr(31) || lower(p.name), p.id FROM projects p \
-                     JOIN UNNEST($2::uuid[], $3::text[]) AS k(client_id, name) \
-                       ON p.client_id = k.client_id AND lower(p.name) = k.name \
-                     WHERE p.tenant_id = $1 AND p.deleted_at IS NULL",
+                    "SELECT k.client_id::text || chr(31) || k.name, p.id \
+                     FROM UNNEST($2::uuid[], $3::text[]) AS k(client_id, name) \
+                     CROSS JOIN LATERAL (SELECT id FROM projects WHERE tenant_id = $1 AND client_id = k.client_id \
+                         AND lower(name) = k.name AND deleted_at IS NULL LIMIT 1) p",
                 )
                 .bind(self.tenant)
                 .bind(&clients)
@@ -703,9 +752,12 @@ impl<'a> BatchWriter<'a> {
                 .map_err(DomainError::from)?
             }
             _ => {
+                // One probe of the unique email index per key; `lower(email) = ANY(...)` with thousands of keys
+                // made Postgres read the tenant's whole index instead (measured: 82 ms a batch at 200k leads).
                 let sql = format!(
-                    "SELECT lower(email), id FROM {} WHERE tenant_id = $1 AND deleted_at IS NULL \
-                     AND email IS NOT NULL AND lower(email) = ANY($2)",
+                    "SELECT k.email, t.id FROM UNNEST($2::text[]) AS k(email) \
+                     CROSS JOIN LATERAL (SELECT id FROM {} WHERE tenant_id = $1 AND deleted_at IS NULL \
+                         AND email IS NOT NULL AND lower(email) = k.email LIMIT 1) t",
                     self.target.table
                 );
                 sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -167,7 +167,10 @@ impl RowShaper {
                 ));
             }
         }
-        cells.resize(self.width, String::new());
+        // A malformed row keeps its extra cells, so the stored row shows them and a retry still sees them.
+        if malformed.is_none() || cells.len() < self.width {
+            cells.resize(self.width, String::new());
+        }
         Ok(Some(SourceRow { index: self.index, row_number, cells, malformed }))
     }
 }
