@@ -239,10 +239,10 @@ pub async fn create_import(
         Ok(()) => accept_upload(&state, &auth, &headers, import_id, stored.as_ref(), &fields).await,
         Err(error) => Err(error),
     };
-    if accepted.is_err() {
-        if let Some(stored) = &stored {
-            let _ = state.storage.delete(&stored.key).await;
-        }
+    if accepted.is_err()
+        && let Some(stored) = &stored
+    {
+        let _ = state.storage.delete(&stored.key).await;
     }
     accepted
 }
@@ -450,17 +450,22 @@ pub struct ErrorListParams {
 
 fn error_filter(params: &ErrorListParams) -> Result<ErrorFilter, ApiError> {
     let mut validator = Validator::new();
-    if let Some(kind) = &params.error_type {
-        if ErrorType::parse(kind).is_none() {
-            validator.push(
-                "error_type",
-                ErrorCode::InvalidEnum,
-                format!("{kind:?} is not one of: validation, duplicate, reference_not_found, database_error"),
-            );
-        }
+    if let Some(kind) = &params.error_type
+        && ErrorType::parse(kind).is_none()
+    {
+        validator.push(
+            "error_type",
+            ErrorCode::InvalidEnum,
+            format!("{kind:?} is not one of: validation, duplicate, reference_not_found, database_error"),
+        );
     }
     validator.finish()?;
-    Ok(ErrorFilter { error_type: params.error_type.clone(), code: params.code.clone(), resolved: params.resolved })
+    Ok(ErrorFilter {
+        after_row: 0,
+        error_type: params.error_type.clone(),
+        code: params.code.clone(),
+        resolved: params.resolved,
+    })
 }
 
 /// The rows that failed, in file order, with why.
@@ -477,17 +482,9 @@ pub async fn list_errors(
     let filter = error_filter(&params)?;
     let (mut tx, _) = state.begin(&auth).await?;
     repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
-    let (items, total) = repo::list_errors(
-        &mut tx,
-        auth.tenant_id,
-        id,
-        &filter,
-        0,
-        limit,
-        offset,
-        params.include_total.unwrap_or(false),
-    )
-    .await?;
+    let (items, total) =
+        repo::list_errors(&mut tx, auth.tenant_id, id, &filter, limit, offset, params.include_total.unwrap_or(false))
+            .await?;
     tx.commit().await?;
     Ok(Json(ListResponse { items, total, limit, offset }))
 }
@@ -520,12 +517,12 @@ pub async fn errors_csv(
     );
     // Pages of rows stream out: a million failed rows never sit in memory at once.
     let pages = futures::stream::unfold(Some(0i64), move |after| {
-        let (pool, filter, header) = (pool.clone(), filter.clone(), header.clone());
+        let (pool, mut filter, header) = (pool.clone(), filter.clone(), header.clone());
         async move {
-            let after = after?;
+            filter.after_row = after?;
             let page = async {
                 let mut tx = crm_shared::db::begin_tenant(&pool, tenant).await?;
-                let (rows, _) = repo::list_errors(&mut tx, tenant, id, &filter, after, 2_000, 0, false).await?;
+                let (rows, _) = repo::list_errors(&mut tx, tenant, id, &filter, 2_000, 0, false).await?;
                 tx.commit().await?;
                 Ok::<_, crm_shared::DomainError>(rows)
             }

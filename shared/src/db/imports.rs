@@ -160,6 +160,8 @@ const ERROR_COLUMNS: &str =
 
 #[derive(Debug, Clone, Default)]
 pub struct ErrorFilter {
+    /// Only rows after this row number (keyset paging of errors.csv); 0 for all.
+    pub after_row: i64,
     pub error_type: Option<String>,
     pub code: Option<String>,
     pub resolved: Option<bool>,
@@ -170,7 +172,6 @@ pub async fn list_errors(
     tenant: TenantId,
     import_id: Uuid,
     filter: &ErrorFilter,
-    after_row: i64,
     limit: i64,
     offset: i64,
     include_total: bool,
@@ -187,7 +188,7 @@ pub async fn list_errors(
         .bind(&filter.error_type)
         .bind(&filter.code)
         .bind(filter.resolved)
-        .bind(after_row)
+        .bind(filter.after_row)
         .bind(limit)
         .bind(offset)
         .fetch_all(&mut *conn)

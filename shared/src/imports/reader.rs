@@ -228,10 +228,10 @@ fn read_csv(
     on_header(&header)?;
     let mut shaper = RowShaper { width: header.names.len(), index: 0 };
     while let Some(record) = records.next_record()? {
-        if let Some(row) = shaper.shape(record.line, record.fields, record.overflow)? {
-            if on_row(row).is_break() {
-                break;
-            }
+        if let Some(row) = shaper.shape(record.line, record.fields, record.overflow)?
+            && on_row(row).is_break()
+        {
+            break;
         }
     }
     Ok(ReadSummary { data_rows: shaper.index, encoding: Some(text_encoding), delimiter: Some(delimiter) })

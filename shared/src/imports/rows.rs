@@ -215,15 +215,14 @@ impl RowValidator {
             let (start, close) = (self.position("start_date"), self.position("close_date"));
             if let (Some(Some(start)), Some(Some(close))) =
                 (start.map(|i| values[i].as_deref()), close.map(|i| values[i].as_deref()))
+                && close < start
             {
-                if close < start {
-                    problems.push(Problem::new(
-                        ErrorType::Validation,
-                        ErrorCode::InvalidDate,
-                        Some("close_date"),
-                        format!("close_date: {close} is before start_date {start}"),
-                    ));
-                }
+                problems.push(Problem::new(
+                    ErrorType::Validation,
+                    ErrorCode::InvalidDate,
+                    Some("close_date"),
+                    format!("close_date: {close} is before start_date {start}"),
+                ));
             }
         }
         if problems.is_empty() {

@@ -160,13 +160,12 @@ pub(crate) fn read_xlsx(
         let Some(cell) = cell else { break };
         let (row, column) = cell.get_position();
         let column = column as usize;
-        if current.as_ref().is_some_and(|(current_row, _, _)| *current_row != row) {
-            if let Some((done_row, values, malformed)) = current.take() {
-                if emit(done_row, values, malformed)?.is_break() {
-                    stopped = true;
-                    break;
-                }
-            }
+        if current.as_ref().is_some_and(|(current_row, _, _)| *current_row != row)
+            && let Some((done_row, values, malformed)) = current.take()
+            && emit(done_row, values, malformed)?.is_break()
+        {
+            stopped = true;
+            break;
         }
         let (_, values, malformed) = current.get_or_insert_with(|| (row, Vec::new(), None));
         let text = cell_text(cell.get_value());
@@ -181,12 +180,9 @@ pub(crate) fn read_xlsx(
         }
         values[column] = text;
     }
-    if !stopped {
-        if let Some((done_row, values, malformed)) = current.take() {
-            let _ = emit(done_row, values, malformed)?;
-        }
+    if !stopped && let Some((done_row, values, malformed)) = current.take() {
+        let _ = emit(done_row, values, malformed)?;
     }
-    drop(emit);
     match shaper {
         None => Err(FileError("the sheet is empty: it has no header row".into())),
         Some(shaper) => Ok(ReadSummary { data_rows: shaper.index, encoding: None, delimiter: None }),

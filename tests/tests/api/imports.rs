@@ -126,21 +126,10 @@ async fn outcome(app: &TestApp, admin: &Session, id: Uuid) -> Value {
         .into_iter()
         .map(|e| json!([e["row_number"], e["error_type"], e["code"], e["field"]]))
         .collect();
-    let leads: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        bool,
-        String,
-    )> = sqlx::query_as(
-        "SELECT first_name, last_name, email, phone, company, lead_source, status, notes, \
-                    assigned_to_user_id IS NOT NULL, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') \
-             FROM leads WHERE tenant_id = $1 AND email <> 'existing@example.com' ORDER BY email",
+    let leads: Vec<Value> = sqlx::query_scalar(
+        "SELECT json_build_array(first_name, last_name, email, phone, company, lead_source, status, notes, \
+                assigned_to_user_id IS NOT NULL, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')) \
+         FROM leads WHERE tenant_id = $1 AND email <> 'existing@example.com' ORDER BY email",
     )
     .bind(admin.tenant_id)
     .fetch_all(&app.db)
@@ -150,7 +139,7 @@ async fn outcome(app: &TestApp, admin: &Session, id: Uuid) -> Value {
         "status": import["status"], "total_rows": import["total_rows"], "processed_rows": import["processed_rows"],
         "created": import["created"], "updated": import["updated"], "skipped": import["skipped"],
         "failed": import["failed"], "errors": errors,
-        "leads": leads.iter().map(|l| json!([l.0, l.1, l.2, l.3, l.4, l.5, l.6, l.7, l.8, l.9])).collect::<Vec<_>>(),
+        "leads": leads,
     })
 }
 
