@@ -96,8 +96,9 @@ impl Modify for ErrorResponses {
             let has_id = path.contains('{');
             let is_login = path == "/api/v1/auth/login";
             let is_me = path == "/api/v1/auth/me";
-            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p))
-                || path.ends_with("/restore");
+            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p));
+            // Actions on something that may already be in another state.
+            let changes_state = ["/restore", "/cancel", "/retry"].iter().any(|suffix| path.ends_with(suffix));
             for operation in operations(item) {
                 let has_body = operation.request_body.is_some();
                 let has_query = operation.parameters.as_ref().is_some_and(|params| {
@@ -128,8 +129,12 @@ impl Modify for ErrorResponses {
                 if has_id {
                     add("404", "No such record in the caller's tenant, or not visible to the caller (`not_found`)");
                 }
-                if may_conflict && (has_body || path.ends_with("/restore")) {
-                    add("409", "A duplicate (email or name) or the last admin (`conflict`, `last_admin`)");
+                if (may_conflict && has_body) || changes_state {
+                    add(
+                        "409",
+                        "A duplicate (email or name), the last admin, or a job or import that has already ended or \
+                         has nothing to retry (`conflict`, `last_admin`)",
+                    );
                 }
                 if has_body {
                     add("413", "The body is larger than 1 MiB (`payload_too_large`)");

@@ -33,6 +33,14 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/jobs/{id}/retry", "post"),
         ("/api/v1/admin/queues", "get"),
         ("/api/v1/admin/probes", "post"),
+        ("/api/v1/imports", "get"),
+        ("/api/v1/imports", "post"),
+        ("/api/v1/imports/{id}", "get"),
+        ("/api/v1/imports/{id}/errors", "get"),
+        ("/api/v1/imports/{id}/errors.csv", "get"),
+        ("/api/v1/imports/{id}/retry", "post"),
+        ("/api/v1/imports/{id}/cancel", "post"),
+        ("/api/v1/import-errors/{id}", "patch"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
@@ -67,6 +75,9 @@ async fn the_document_covers_every_route_and_its_errors() {
     }
     assert!(paths["/api/v1/auth/login"]["post"]["responses"].get("429").is_some());
     assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
+    let upload = &paths["/api/v1/imports"]["post"];
+    assert!(upload["requestBody"]["content"].get("multipart/form-data").is_some(), "{upload}");
+    assert!(paths["/api/v1/imports/{id}/retry"]["post"]["responses"].get("409").is_some());
     let documented: usize = paths.values().map(|item| item.as_object().map_or(0, |ops| ops.len())).sum();
     assert_eq!(documented, expected.len(), "an undocumented or unexpected operation");
 
