@@ -610,16 +610,7 @@ impl<'a> BatchWriter<'a> {
                         succeeded_rows.push(i64::try_from(candidate.row_number).unwrap_or(i64::MAX));
                     }
                     _ => {
-                        let what = self.duplicate_description();
-                        failed_here.push((
-                            candidate,
-                            Problem::new(
-                                ErrorType::Duplicate,
-                                ErrorCode::DuplicateExisting,
-                                Some(self.duplicate_field()),
-                                format!("a {what} already exists"),
-                            ),
-                        ));
+                        failed_here.push((candidate, self.duplicate_existing("already exists")));
                     }
                 },
             }
@@ -652,26 +643,11 @@ impl<'a> BatchWriter<'a> {
                     skipped += 1;
                     succeeded_rows.push(row);
                 } else if mode == "create" && candidate.operation == Operation::Insert {
-                    let what = self.duplicate_description();
-                    failed_here.push((
-                        candidate,
-                        Problem::new(
-                            ErrorType::Duplicate,
-                            ErrorCode::DuplicateExisting,
-                            Some(self.duplicate_field()),
-                            format!("a {what} already exists"),
-                        ),
-                    ));
+                    failed_here.push((candidate, self.duplicate_existing("already exists")));
                 } else {
-                    let what = self.duplicate_description();
                     failed_here.push((
                         candidate,
-                        Problem::new(
-                            ErrorType::Duplicate,
-                            ErrorCode::DuplicateExisting,
-                            Some(self.duplicate_field()),
-                            format!("a {what} was created or removed by someone else while this import ran"),
-                        ),
+                        self.duplicate_existing("was created or removed by someone else while this import ran"),
                     ));
                 }
             }
@@ -691,6 +667,16 @@ impl<'a> BatchWriter<'a> {
         tx.commit().await.map_err(DomainError::from)?;
         metrics::counter!("import_rows_total", "entity" => self.import.entity.clone()).increment(processed as u64);
         Ok(())
+    }
+
+    /// `duplicate_existing` for this entity's key: "a lead with this email {what}".
+    fn duplicate_existing(&self, what: &str) -> Problem {
+        Problem::new(
+            ErrorType::Duplicate,
+            ErrorCode::DuplicateExisting,
+            Some(self.duplicate_field()),
+            format!("a {} {what}", self.duplicate_description()),
+        )
     }
 
     fn duplicate_field(&self) -> &'static str {

@@ -81,6 +81,15 @@ pub struct ImportAccepted {
     pub import: ImportView,
 }
 
+fn conflict(message: impl Into<String>) -> ApiError {
+    crm_shared::DomainError::Conflict { message: message.into(), field: None }.into()
+}
+
+/// The caller's import, or 404 (also for another tenant's).
+async fn find_import(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ImportView, ApiError> {
+    repo::get(tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))
+}
+
 fn unsupported(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
 }
@@ -429,7 +438,7 @@ pub async fn get_import(
 ) -> Result<Json<Data<ImportView>>, ApiError> {
     may_import(&auth)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     tx.commit().await?;
     Ok(Json(Data { data: view }))
 }
@@ -481,7 +490,7 @@ pub async fn list_errors(
     let (limit, offset) = page(params.limit, params.offset)?;
     let filter = error_filter(&params)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    find_import(&mut tx, &auth, id).await?;
     let (items, total) =
         repo::list_errors(&mut tx, auth.tenant_id, id, &filter, limit, offset, params.include_total.unwrap_or(false))
             .await?;
@@ -503,7 +512,7 @@ pub async fn errors_csv(
     let mut filter = error_filter(&params)?;
     filter.resolved = Some(filter.resolved.unwrap_or(false));
     let (mut tx, _) = state.begin(&auth).await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     tx.commit().await?;
     let header: Vec<String> =
         view.header.as_ref().and_then(|header| serde_json::from_value(header.clone()).ok()).unwrap_or_default();
@@ -657,25 +666,17 @@ pub async fn retry_import(
     may_import(&auth)?;
     let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (mut tx, _) = state.begin(&auth).await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     if view.status != "completed_with_errors" {
-        return Err(crm_shared::DomainError::Conflict {
-            message: format!(
-                "only an import that completed with errors can be retried; this one is {}{}",
-                view.status,
-                if view.status == "failed" { " (fix the file and upload it again)" } else { "" }
-            ),
-            field: None,
-        }
-        .into());
+        return Err(conflict(format!(
+            "only an import that completed with errors can be retried; this one is {}{}",
+            view.status,
+            if view.status == "failed" { " (fix the file and upload it again)" } else { "" }
+        )));
     }
     let unresolved = repo::unresolved_count(&mut tx, auth.tenant_id, id).await?;
     if unresolved == 0 {
-        return Err(crm_shared::DomainError::Conflict {
-            message: "every failed row is resolved; there is nothing to retry".into(),
-            field: None,
-        }
-        .into());
+        return Err(conflict("every failed row is resolved; there is nothing to retry"));
     }
     let attempt = view.attempt + 1;
     let job = jobs::insert(
@@ -706,7 +707,7 @@ pub async fn retry_import(
         },
     )
     .await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     tx.commit().await?;
     hand_off(&state, &job).await;
     Ok(accepted_import(view, job.id))
@@ -723,13 +724,9 @@ pub async fn cancel_import(
 ) -> Result<Json<Data<ImportView>>, ApiError> {
     may_import(&auth)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     if !matches!(view.status.as_str(), "queued" | "running") {
-        return Err(crm_shared::DomainError::Conflict {
-            message: format!("the import has already ended ({})", view.status),
-            field: None,
-        }
-        .into());
+        return Err(conflict(format!("the import has already ended ({})", view.status)));
     }
     if let Some(job_id) = view.job_id {
         let job = jobs::request_cancel(&mut tx, auth.tenant_id, job_id).await?;
@@ -751,7 +748,7 @@ pub async fn cancel_import(
         },
     )
     .await?;
-    let view = repo::get(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let view = find_import(&mut tx, &auth, id).await?;
     tx.commit().await?;
     Ok(Json(Data { data: view }))
 }
