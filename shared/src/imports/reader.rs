@@ -469,6 +469,18 @@ mod tests {
     }
 
     #[test]
+    fn the_column_and_row_limits_are_whole_file_errors() {
+        let wide: String = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",") + "\n1\n";
+        let error = rows_of(wide.as_bytes()).expect_err("too wide");
+        assert!(error.0.contains("201 columns"), "{error}");
+        // The row count is checked as rows are shaped: the one past Excel's limit stops the file.
+        let mut shaper = RowShaper { width: 1, index: MAX_DATA_ROWS - 1 };
+        assert!(shaper.shape(10, vec!["last".into()], None).expect("the last allowed row").is_some());
+        let error = shaper.shape(11, vec!["one too many".into()], None).expect_err("past the limit");
+        assert!(error.0.contains("1048576 data rows"), "{error}");
+    }
+
+    #[test]
     fn header_names_are_unique_and_never_blank() {
         let names = header_names(&["Email".into(), " ".into(), "Email".into(), "\u{feff}Name".into()]);
         assert_eq!(names, ["Email", "column 2", "Email (2)", "Name"]);

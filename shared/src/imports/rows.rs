@@ -337,6 +337,15 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_past_the_spreadsheet_limit_is_too_long_even_in_an_unread_column() {
+        let v = validator(ImportEntity::Leads, &["first_name", "Remarks"]);
+        let long = "y".repeat(MAX_CELL_CHARS + 1);
+        assert_eq!(codes(v.validate(&row(&["Ada", &long]))), [(ErrorCode::ValueTooLong, Some("Remarks".into()))]);
+        let at_limit = "y".repeat(MAX_CELL_CHARS);
+        assert!(v.validate(&row(&["Ada", &at_limit])).is_ok());
+    }
+
+    #[test]
     fn duplicate_keys_are_claimed_by_the_first_row() {
         let v = validator(ImportEntity::Leads, &["first_name", "email"]);
         let mut tracker = DuplicateTracker::default();

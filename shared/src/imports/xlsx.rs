@@ -213,3 +213,26 @@ fn cell_text(value: &DataRef<'_>) -> String {
         DataRef::Error(error) => format!("#{error:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_shared_string_count_past_the_bound_is_refused() {
+        let small = br#"<?xml version="1.0"?><sst xmlns="x" count="10" uniqueCount="8">"#;
+        assert_eq!(check_shared_strings_count(small), Ok(()));
+        let huge = br#"<?xml version="1.0"?><sst xmlns="x" count="4000000001" uniqueCount="4000000001">"#;
+        let error = check_shared_strings_count(huge).expect_err("too many");
+        assert!(error.0.contains("4000000001 shared strings"), "{error}");
+    }
+
+    #[test]
+    fn cells_read_as_a_user_typed_them() {
+        assert_eq!(cell_text(&DataRef::Float(4155552671.0)), "4155552671");
+        assert_eq!(cell_text(&DataRef::Float(12.5)), "12.5");
+        assert_eq!(cell_text(&DataRef::Bool(true)), "TRUE");
+        assert_eq!(cell_text(&DataRef::SharedString("Ada")), "Ada");
+        assert_eq!(cell_text(&DataRef::Empty), "");
+    }
+}
