@@ -54,7 +54,7 @@ use utoipa::{Modify, OpenApi};
             starts on; for XLSX the sheet row). Each failed row has one error (the first problem's type, code and \
             field; the message lists every problem). Limits: IMPORT_MAX_BYTES, 1,048,576 data rows, 200 columns, \
             32,767 characters a cell; an .xlsx whose zip entries inflate past 256 MiB, or past 100:1 for entries over \
-            100 KiB, is refused without being inflated."),
+            100 KiB, is refused without being inflated; so is one whose shared strings inflate past 128 MiB (save it as CSV)."),
         (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]

@@ -126,6 +126,19 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
         // Finished in an earlier run whose job end was not recorded.
         return Ok(Some(json!({ "import_status": import.status })));
     }
+    // Waits for a slot; a cancellation asked for meanwhile is honoured before any work.
+    let _slot = context
+        .runtime
+        .import_slots
+        .acquire()
+        .await
+        .map_err(|_| JobError::Transient("the worker is stopping".into()))?;
+    if let Err(JobError::Cancelled) = context.checkpoint() {
+        let mut tx = db::begin_tenant(pool, tenant).await?;
+        repo::mark_cancelled(&mut tx, tenant, import.id).await?;
+        tx.commit().await.map_err(DomainError::from)?;
+        return Err(JobError::Cancelled);
+    }
     let mut tx = db::begin_tenant(pool, tenant).await?;
     repo::mark_running(&mut tx, tenant, import.id).await?;
     tx.commit().await.map_err(DomainError::from)?;

@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+/// How many imports one worker process runs at once; further import jobs wait (running, with their heartbeat)
+/// for a slot.
+pub const IMPORTS_AT_ONCE: usize = 2;
+
 /// Exponential back-off for transient failures: 2 s, 4 s, 8 s ... capped at 5 minutes.
 pub fn backoff(attempt: i32) -> Duration {
     let exponent = u32::try_from(attempt.clamp(1, 20) - 1).unwrap_or(0);
@@ -51,6 +55,9 @@ pub struct JobRuntime {
     pub fault_injection: bool,
     /// Where uploaded files are read from.
     pub storage: crm_shared::storage::Storage,
+    /// Imports reading their files at once in this process: each holds up to a few hundred MiB at worst (an
+    /// .xlsx's shared strings), so the process's memory stays bounded whatever --concurrency says.
+    pub import_slots: tokio::sync::Semaphore,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
     /// The jobs running here, each with the token its checkpoints watch.
@@ -79,7 +86,15 @@ impl JobRuntime {
         storage: crm_shared::storage::Storage,
     ) -> Self {
         let ledger = Ledger::start(pool.clone(), worker_name.clone());
-        Self { pool, worker_name, fault_injection, storage, ledger, running: Mutex::new(HashMap::new()) }
+        Self {
+            pool,
+            worker_name,
+            fault_injection,
+            storage,
+            import_slots: tokio::sync::Semaphore::new(IMPORTS_AT_ONCE),
+            ledger,
+            running: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn running_jobs(&self) -> Vec<Uuid> {

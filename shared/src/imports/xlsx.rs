@@ -21,6 +21,9 @@ pub const MAX_RATIO: u64 = 100;
 pub const MAX_ENTRIES: usize = 10_000;
 /// Strings calamine will hold (and reserve room for) from the shared-strings table.
 pub const MAX_SHARED_STRINGS: u64 = 4_000_000;
+/// calamine holds the whole shared-strings table in memory: its XML may inflate to this much (about 1,000,000
+/// rows of unique names and emails). Larger sheets import as CSV, which streams.
+pub const MAX_SHARED_STRINGS_BYTES: u64 = 128 * 1024 * 1024;
 
 /// What the check found: the sizes an operator may want to see in a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +74,7 @@ pub fn check_zip(path: &Path) -> Result<ZipReport, FileError> {
         }
         inflated_total += counted;
         if name.eq_ignore_ascii_case("xl/sharedStrings.xml") {
-            check_shared_strings_count(&head)?;
+            check_shared_strings(counted, MAX_SHARED_STRINGS_BYTES, &head)?;
         }
     }
     Ok(ZipReport { entries: archive.len(), inflated_bytes: inflated_total })
@@ -95,7 +98,15 @@ fn count_inflated(entry: &mut impl Read, limit: u64, head: &mut Vec<u8>) -> std:
     }
 }
 
-fn check_shared_strings_count(head: &[u8]) -> Result<(), FileError> {
+fn check_shared_strings(inflated: u64, max_bytes: u64, head: &[u8]) -> Result<(), FileError> {
+    if inflated > max_bytes {
+        return Err(FileError(format!(
+            "the .xlsx file's shared strings inflate to {} MiB, more than the {} MiB an import holds in memory; \
+             save the sheet as CSV and upload that",
+            inflated / (1024 * 1024),
+            max_bytes / (1024 * 1024)
+        )));
+    }
     let text = String::from_utf8_lossy(head);
     for attribute in ["uniqueCount=\"", "count=\""] {
         if let Some(start) = text.find(attribute) {
@@ -221,10 +232,12 @@ mod tests {
     #[test]
     fn a_declared_shared_string_count_past_the_bound_is_refused() {
         let small = br#"<?xml version="1.0"?><sst xmlns="x" count="10" uniqueCount="8">"#;
-        assert_eq!(check_shared_strings_count(small), Ok(()));
+        assert_eq!(check_shared_strings(1000, MAX_SHARED_STRINGS_BYTES, small), Ok(()));
         let huge = br#"<?xml version="1.0"?><sst xmlns="x" count="4000000001" uniqueCount="4000000001">"#;
-        let error = check_shared_strings_count(huge).expect_err("too many");
+        let error = check_shared_strings(1000, MAX_SHARED_STRINGS_BYTES, huge).expect_err("too many");
         assert!(error.0.contains("4000000001 shared strings"), "{error}");
+        let error = check_shared_strings(3 * 1024 * 1024, 2 * 1024 * 1024, small).expect_err("too large");
+        assert!(error.0.contains("save the sheet as CSV"), "{error}");
     }
 
     #[test]

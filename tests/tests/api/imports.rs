@@ -786,3 +786,40 @@ async fn an_import_survives_postgres_dropping_every_connection_mid_file() {
     let attempts = app.job(job_id).await.attempts;
     assert!(attempts >= 2, "no cut interrupted the import (attempts {attempts}); the test proved nothing");
 }
+
+#[tokio::test]
+async fn a_worker_runs_two_imports_at_once_and_the_rest_wait_their_turn() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker(&["--queues", "imports", "--concurrency", "4"]).await;
+    let admin = app.tenant().await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            import_file(
+                &app,
+                &admin,
+                "leads.csv",
+                valid_leads_csv(40_000, &format!("slot{n}")),
+                &[("entity", "leads")],
+            )
+            .await,
+        );
+    }
+    let mut most_running = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM imports WHERE tenant_id = $1")
+            .bind(admin.tenant_id)
+            .fetch_all(&app.db)
+            .await
+            .expect("statuses");
+        most_running = most_running.max(statuses.iter().filter(|status| *status == "running").count());
+        if statuses.iter().all(|status| status == "completed") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "imports did not finish: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most_running, 2, "at most two imports read their files at once, and two did");
+    assert_eq!(count_leads(&app, admin.tenant_id).await, 160_000);
+}
