@@ -9,6 +9,7 @@
 //! Run: `cargo build --release --bins && cargo bench -p crm-tests --bench import_throughput`
 //! (`BENCH_ROWS` overrides 1,000,000).
 
+use crm_shared::domain::enums::{LeadSource, LeadStatus};
 use crm_tests::{Process, TestApp, environment, peak_memory_bytes};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,19 +19,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(bench())
 }
-
-const SOURCES: [&str; 9] = [
-    "Website",
-    "Referral",
-    "Cold Call",
-    "Email Campaign",
-    "Social Media",
-    "Trade Show",
-    "Advertisement",
-    "Partner",
-    "Other",
-];
-const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "lost", "converted"];
 
 /// A leads file the importer and `\copy` both accept as it is: canonical enumerations and E.164 phones (the
 /// importer still parses and validates every value).
@@ -45,8 +33,8 @@ fn generate(rows: usize, tag: &str) -> anyhow::Result<PathBuf> {
             i % 1000,
             i % 10_000,
             i % 5000,
-            SOURCES[i % SOURCES.len()],
-            STATUSES[i % STATUSES.len()]
+            LeadSource::ALL[i % LeadSource::ALL.len()],
+            LeadStatus::ALL[i % LeadStatus::ALL.len()]
         )?;
     }
     out.flush()?;

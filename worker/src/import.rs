@@ -156,12 +156,9 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
         // Left running: the job is retried and resumes at the checkpoint.
         Err(JobError::Transient(_)) => {}
     }
+    let view = if outcome.is_ok() { repo::get(&mut tx, tenant, import.id).await? } else { None };
     tx.commit().await.map_err(DomainError::from)?;
     outcome?;
-    let mut conn = pool.acquire().await.map_err(DomainError::from)?;
-    let mut tx = db::begin_tenant_on(&mut conn, tenant).await?;
-    let view = repo::get(&mut tx, tenant, import.id).await?;
-    tx.commit().await.map_err(DomainError::from)?;
     Ok(view.map(|view| {
         json!({ "import_id": view.id, "status": view.status, "created": view.created, "updated": view.updated,
                 "skipped": view.skipped, "failed": view.failed })
@@ -240,19 +237,19 @@ async fn run_file(context: &JobContext, tenant: TenantId, import: &ImportRun) ->
     let (sender, mut receiver) = mpsc::channel::<Message>(2);
     let reading = tokio::task::spawn_blocking(move || -> Result<(), FileError> {
         // The counting pass checks every limit and gives the progress total before a row is written.
-        let (header, total_rows) = reader::count_rows(&path, format)?;
+        let (header, summary) = reader::count_rows(&path, format)?;
         let columns = map_columns(entity, &header.names, mapping.as_ref()).map_err(FileError)?;
-        let detected = match format {
-            FileFormat::Csv => {
-                let sample =
-                    std::fs::read(&path).map(|bytes| bytes.into_iter().take(64 * 1024).collect::<Vec<u8>>())?;
-                let (encoding, text) = crm_shared::imports::encoding::decode_all(&sample);
-                let delimiter = crm_shared::imports::sniff::delimiter(&text);
-                json!({ "format": "csv", "encoding": encoding.name(), "delimiter": (delimiter as char).to_string() })
-            }
-            FileFormat::Xlsx => json!({ "format": "xlsx" }),
+        let detected = match (summary.encoding, summary.delimiter) {
+            (Some(encoding), Some(delimiter)) => json!({ "format": format.as_str(), "encoding": encoding.name(),
+                                                         "delimiter": (delimiter as char).to_string() }),
+            _ => json!({ "format": format.as_str() }),
         };
-        let shape = Message::Shape { header: header.clone(), total_rows, unmapped: columns.unmapped.clone(), detected };
+        let shape = Message::Shape {
+            header: header.clone(),
+            total_rows: summary.data_rows,
+            unmapped: columns.unmapped.clone(),
+            detected,
+        };
         if sender.blocking_send(shape).is_err() {
             return Ok(());
         }
@@ -342,6 +339,9 @@ async fn run_retry(context: &JobContext, tenant: TenantId, import: &ImportRun) -
             JobError::Permanent("the import never read its file's header; upload the file again".into())
         })?;
     let columns = map_columns(entity, &header, mapping_of(import).as_ref()).map_err(JobError::Permanent)?;
+    // Corrections may name a field instead of a column.
+    let field_columns: HashMap<String, usize> =
+        columns.fields.iter().map(|(field, column)| ((*field).to_owned(), *column)).collect();
     let validator = RowValidator::new(entity, columns, header.clone(), locale_of(import));
     let mut preparer = Some(Preparer { validator, tracker: DuplicateTracker::default(), skip_through: 0 });
     let mut writer = BatchWriter::new(context, tenant, import, entity).await?;
@@ -363,7 +363,7 @@ async fn run_retry(context: &JobContext, tenant: TenantId, import: &ImportRun) -
             .into_iter()
             .enumerate()
             .map(|(offset, (row_number, data, corrected))| {
-                let (cells, malformed) = merged_row(&header, &data, corrected.as_ref(), writer.field_columns());
+                let (cells, malformed) = merged_row(&header, &data, corrected.as_ref(), &field_columns);
                 SourceRow {
                     index: u64::try_from(done).unwrap_or(0) + offset as u64 + 1,
                     row_number: u64::try_from(row_number).unwrap_or(0),
@@ -498,8 +498,6 @@ struct BatchWriter<'a> {
     target: Target,
     /// Active users of the tenant by lowercased email.
     users: HashMap<String, Uuid>,
-    /// Field name → column in the file (for corrections naming a field).
-    field_columns: HashMap<String, usize>,
     progress_total: i64,
 }
 
@@ -518,13 +516,6 @@ impl<'a> BatchWriter<'a> {
                 .await
                 .map_err(DomainError::from)?;
         tx.commit().await.map_err(DomainError::from)?;
-        let field_columns = import
-            .header
-            .as_ref()
-            .and_then(|header| serde_json::from_value::<Vec<String>>(header.clone()).ok())
-            .and_then(|header| map_columns(entity, &header, mapping_of(import).as_ref()).ok())
-            .map(|columns| columns.fields.iter().map(|(field, column)| ((*field).to_owned(), *column)).collect())
-            .unwrap_or_default();
         Ok(Self {
             context,
             tenant,
@@ -532,13 +523,8 @@ impl<'a> BatchWriter<'a> {
             entity,
             target: target(entity),
             users: users.into_iter().collect(),
-            field_columns,
             progress_total: 0,
         })
-    }
-
-    fn field_columns(&self) -> &HashMap<String, usize> {
-        &self.field_columns
     }
 
     fn position(&self, field: &str) -> Option<usize> {
@@ -570,34 +556,11 @@ impl<'a> BatchWriter<'a> {
             }
         }
         let pool = &self.context.runtime.pool;
-        let mut conn = pool.acquire().await.map_err(DomainError::from)?;
-        let mut tx = db::begin_tenant_on(&mut conn, self.tenant).await?;
+        let mut tx = db::begin_tenant(pool, self.tenant).await?;
 
         // References: owners by email (users are few and loaded once), a project's client by email or name.
         let mut failed_here: Vec<(Candidate, Problem)> = Vec::new();
-        if let Some(owner) = self.position("assigned_to") {
-            candidates.retain_mut(|candidate| {
-                let Some(email) = candidate.values[owner].clone() else { return true };
-                match self.users.get(&email) {
-                    Some(id) => {
-                        candidate.values[owner] = Some(id.to_string());
-                        true
-                    }
-                    None => {
-                        failed_here.push((
-                            Candidate { values: Vec::new(), cells: std::mem::take(&mut candidate.cells), ..*candidate },
-                            Problem::new(
-                                ErrorType::ReferenceNotFound,
-                                ErrorCode::UnknownUser,
-                                Some("assigned_to"),
-                                format!("assigned_to: no active user with the email {email:?} in this tenant"),
-                            ),
-                        ));
-                        false
-                    }
-                }
-            });
-        }
+        self.resolve_owners(&mut candidates, &mut failed_here);
         if self.entity == ImportEntity::Projects {
             self.resolve_clients(&mut tx, &mut candidates, &mut failed_here).await?;
         }
@@ -768,6 +731,34 @@ impl<'a> BatchWriter<'a> {
             }
         };
         Ok(found.into_iter().collect())
+    }
+
+    /// `assigned_to` (a lowercased email) becomes the user's id; an unknown or inactive user fails the row.
+    fn resolve_owners(&self, candidates: &mut Vec<Candidate>, failed: &mut Vec<(Candidate, Problem)>) {
+        let Some(position) = self.position("assigned_to") else { return };
+        let mut kept = Vec::with_capacity(candidates.len());
+        for mut candidate in candidates.drain(..) {
+            let Some(email) = candidate.values[position].clone() else {
+                kept.push(candidate);
+                continue;
+            };
+            match self.users.get(&email) {
+                Some(id) => {
+                    candidate.values[position] = Some(id.to_string());
+                    kept.push(candidate);
+                }
+                None => failed.push((
+                    candidate,
+                    Problem::new(
+                        ErrorType::ReferenceNotFound,
+                        ErrorCode::UnknownUser,
+                        Some("assigned_to"),
+                        format!("assigned_to: no active user with the email {email:?} in this tenant"),
+                    ),
+                )),
+            }
+        }
+        *candidates = kept;
     }
 
     /// A project's `client` (lowercased name or email) becomes the client's id; an email match wins, a name

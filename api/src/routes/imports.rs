@@ -155,11 +155,7 @@ async fn store_file(
             }
             head.extend_from_slice(&chunk);
             if head.len() >= 8 {
-                let format = file_format(&file_name, &head)?;
-                let key = format!("{key_base}.{}", format.as_str());
-                let mut started = state.storage.writer(&key).await?;
-                started.write(std::mem::take(&mut head).into()).await?;
-                writer = Some((started, format, key));
+                writer = Some(start_stored_file(state, &file_name, key_base, std::mem::take(&mut head)).await?);
             }
         }
         Ok(())
@@ -173,17 +169,25 @@ async fn store_file(
     }
     let (writer, format, key) = match writer {
         Some(started) => started,
-        None => {
-            // A file shorter than 8 bytes.
-            let format = file_format(&file_name, &head)?;
-            let key = format!("{key_base}.{}", format.as_str());
-            let mut started = state.storage.writer(&key).await?;
-            started.write(std::mem::take(&mut head).into()).await?;
-            (started, format, key)
-        }
+        // A file shorter than 8 bytes.
+        None => start_stored_file(state, &file_name, key_base, head).await?,
     };
     writer.finish().await?;
     Ok(StoredUpload { key, file_name, size, format })
+}
+
+/// Decides the format from the name and first bytes (or 415), then starts the stored file with those bytes.
+async fn start_stored_file(
+    state: &AppState,
+    file_name: &str,
+    key_base: &str,
+    head: Vec<u8>,
+) -> Result<(FileWriter, FileFormat, String), ApiError> {
+    let format = file_format(file_name, &head)?;
+    let key = format!("{key_base}.{}", format.as_str());
+    let mut writer = state.storage.writer(&key).await?;
+    writer.write(head.into()).await?;
+    Ok((writer, format, key))
 }
 
 fn bad_upload(error: &axum::extract::multipart::MultipartError) -> ApiError {
@@ -320,7 +324,7 @@ async fn accept_upload(
                     ErrorCode::InvalidValue,
                     format!(
                         "{field:?} is not a field of {}; the fields are: {}",
-                        entity_name(entity),
+                        entity.as_str(),
                         entity.fields().join(", ")
                     ),
                 );
@@ -353,7 +357,7 @@ async fn accept_upload(
         &NewImport {
             id: import_id,
             job_id: job.id,
-            entity: entity_name(entity),
+            entity: entity.as_str(),
             file_name: &stored.file_name,
             file_size: i64::try_from(stored.size).unwrap_or(i64::MAX),
             file_format: stored.format.as_str(),
@@ -373,7 +377,7 @@ async fn accept_upload(
             action: "import_started",
             target_type: Some("import"),
             target_id: Some(import_id),
-            details: json!({ "entity": entity_name(entity), "file_name": stored.file_name, "file_size": stored.size,
+            details: json!({ "entity": entity.as_str(), "file_name": stored.file_name, "file_size": stored.size,
                              "mode": mode, "dry_run": dry_run }),
             request_id: request_id.as_deref(),
             ip: None,
@@ -383,16 +387,8 @@ async fn accept_upload(
     let view = repo::get(&mut tx, auth.tenant_id, import_id).await?.ok_or_else(|| ApiError::not_found("import"))?;
     tx.commit().await?;
     hand_off(state, &job).await;
-    metrics::counter!("imports_started_total", "entity" => entity_name(entity)).increment(1);
+    metrics::counter!("imports_started_total", "entity" => entity.as_str()).increment(1);
     Ok(accepted_import(view, job.id))
-}
-
-fn entity_name(entity: ImportEntity) -> &'static str {
-    match entity {
-        ImportEntity::Leads => "leads",
-        ImportEntity::Clients => "clients",
-        ImportEntity::Projects => "projects",
-    }
 }
 
 fn accepted_import(view: ImportView, job_id: Uuid) -> Response {
@@ -518,12 +514,11 @@ pub async fn errors_csv(
         view.header.as_ref().and_then(|header| serde_json::from_value(header.clone()).ok()).unwrap_or_default();
     let pool = state.db.clone();
     let tenant = auth.tenant_id;
-    let first_line = csv_line(
-        ["row_number", "error_type", "code", "field", "message"]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(header.iter().cloned()),
-    );
+    let first_line = csv_lines([["row_number", "error_type", "code", "field", "message"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(header.iter().cloned())
+        .collect()]);
     // Pages of rows stream out: a million failed rows never sit in memory at once.
     let pages = futures::stream::unfold(Some(0i64), move |after| {
         let (pool, mut filter, header) = (pool.clone(), filter.clone(), header.clone());
@@ -541,9 +536,8 @@ pub async fn errors_csv(
                 Ok(rows) if rows.is_empty() => None,
                 Ok(rows) => {
                     let next = rows.last().map(|row| row.row_number);
-                    let mut chunk = Vec::new();
-                    for row in rows {
-                        let cells = [
+                    let lines = rows.into_iter().map(|row| {
+                        [
                             row.row_number.to_string(),
                             row.error_type,
                             row.code,
@@ -555,10 +549,10 @@ pub async fn errors_csv(
                             Some(Value::String(text)) => text.clone(),
                             Some(Value::Null) | None => String::new(),
                             Some(other) => other.to_string(),
-                        }));
-                        chunk.extend_from_slice(&csv_line(cells));
-                    }
-                    Some((Ok(bytes::Bytes::from(chunk)), next))
+                        }))
+                        .collect::<Vec<String>>()
+                    });
+                    Some((Ok(bytes::Bytes::from(csv_lines(lines))), next))
                 }
             }
         }
@@ -578,11 +572,12 @@ pub async fn errors_csv(
         .into_response())
 }
 
-fn csv_line(cells: impl IntoIterator<Item = String>) -> Vec<u8> {
+/// CSV records, CRLF-terminated (what spreadsheets expect), written by one writer.
+fn csv_lines(records: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    let record: Vec<String> = cells.into_iter().collect();
-    if writer.write_record(&record).is_err() {
-        return Vec::new();
+    for record in records {
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_record(&record);
     }
     writer.into_inner().unwrap_or_default()
 }

@@ -21,6 +21,14 @@ impl ImportEntity {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportEntity::Leads => "leads",
+            ImportEntity::Clients => "clients",
+            ImportEntity::Projects => "projects",
+        }
+    }
+
     /// The fields a file may fill, required ones first.
     pub fn fields(self) -> &'static [&'static str] {
         match self {

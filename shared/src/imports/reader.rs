@@ -101,8 +101,9 @@ pub fn read_file(
     }
 }
 
-/// Counts the data rows (the progress total) and checks the limits before any row is written.
-pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, u64), FileError> {
+/// Counts the data rows (the progress total) and checks the limits before any row is written; the summary also
+/// says what was detected.
+pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, ReadSummary), FileError> {
     let mut header = None;
     let summary = read_file(
         path,
@@ -114,7 +115,7 @@ pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, u64), File
         |_| ControlFlow::Continue(()),
     )?;
     let header = header.ok_or_else(|| FileError("the file is empty: it has no header row".into()))?;
-    Ok((header, summary.data_rows))
+    Ok((header, summary))
 }
 
 /// Turns raw header cells into unique, non-blank column names.

@@ -262,6 +262,24 @@ fn valid_leads_csv(n: usize, tag: &str) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// Polls an import's committed rows until at least `rows`; returns the count seen. A failed read (the
+/// connection-cutting test cuts this pool's connections too) counts as no progress yet.
+async fn wait_processed(app: &TestApp, id: Uuid, rows: i64, timeout: Duration) -> i64 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let processed: i64 = sqlx::query_scalar("SELECT processed_rows FROM imports WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap_or(0);
+        if processed >= rows {
+            return processed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the import stalled at {processed} rows (waiting for {rows})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn count_leads(app: &TestApp, tenant: Uuid) -> i64 {
     app.count_rows("leads", Some(tenant)).await
 }
@@ -418,15 +436,7 @@ async fn cancel_stops_at_the_next_batch_and_keeps_what_was_written() {
     let _worker = app.start_worker(&["--queues", "imports"]).await;
     let admin = app.tenant().await;
     let id = import_file(&app, &admin, "big.csv", valid_leads_csv(200_000, "cancel"), &[("entity", "leads")]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let detail = app.get(&format!("/api/v1/imports/{id}"), &admin).await;
-        if detail.data()["processed_rows"].as_i64().unwrap_or(0) >= 5_000 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no batch was written: {}", detail.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_processed(&app, id, 5_000, Duration::from_secs(60)).await;
     let cancel = app.post(&format!("/api/v1/imports/{id}/cancel"), &admin, json!({})).await;
     assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
     let done = app.wait_import(&admin, id, Duration::from_secs(60)).await;
@@ -448,16 +458,7 @@ async fn a_worker_killed_mid_import_is_replaced_and_every_row_is_written_exactly
     let admin = app.tenant().await;
     const ROWS: i64 = 300_000;
     let id = import_file(&app, &admin, "big.csv", valid_leads_csv(ROWS as usize, "kill"), &[("entity", "leads")]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let processed_at_kill = loop {
-        let detail = app.get(&format!("/api/v1/imports/{id}"), &admin).await;
-        let processed = detail.data()["processed_rows"].as_i64().unwrap_or(0);
-        if processed >= 30_000 {
-            break processed;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the import did not get going: {}", detail.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let processed_at_kill = wait_processed(&app, id, 30_000, Duration::from_secs(120)).await;
     first.signal(nix::sys::signal::Signal::SIGKILL);
     first.wait_exit(Duration::from_secs(10)).await.expect("the worker died");
     let killed_at = app.get(&format!("/api/v1/imports/{id}"), &admin).await;
@@ -551,7 +552,8 @@ async fn every_corpus_file_imports_or_fails_clearly_and_the_worker_survives_with
         let error = import["error"].as_str().unwrap_or_default();
         if status == "failed" && error.contains("no column for first_name") {
             let format = if extension == "xlsx" { FileFormat::Xlsx } else { FileFormat::Csv };
-            let (header, rows) = crm_shared::imports::reader::count_rows(&path, format).expect("readable");
+            let (header, read) = crm_shared::imports::reader::count_rows(&path, format).expect("readable");
+            let rows = read.data_rows;
             let mapping = json!({ header.names[0].clone(): "first_name" }).to_string();
             let bytes = std::fs::read(&path).expect("read");
             let id = import_file(
@@ -745,19 +747,7 @@ async fn an_import_survives_postgres_dropping_every_connection_mid_file() {
     // What a Postgres restart does to every client: all of this database's connections are cut, twice, while
     // batches are being written.
     for threshold in [20_000, 60_000] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let processed: i64 = sqlx::query_scalar("SELECT processed_rows FROM imports WHERE id = $1")
-                .bind(id)
-                .fetch_one(&app.db)
-                .await
-                .unwrap_or(0);
-            if processed >= threshold {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the import stalled at {processed} rows");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_processed(&app, id, threshold, Duration::from_secs(120)).await;
         let cut: Vec<bool> = sqlx::query_scalar(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
         )
