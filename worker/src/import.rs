@@ -13,8 +13,8 @@
 //! their corrections, instead of the file.
 
 use crate::runtime::{JobContext, JobError};
+use crm_shared::db;
 use crm_shared::db::imports::{self as repo, BatchCounts, ImportRun, RowError};
-use crm_shared::db::{self, jobs};
 use crm_shared::domain::records::TenantLocale;
 use crm_shared::domain::validation::{ErrorCode, parse_time_zone};
 use crm_shared::imports::headers::{ImportEntity, map_columns};
@@ -133,31 +133,43 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
         .acquire()
         .await
         .map_err(|_| JobError::Transient("the worker is stopping".into()))?;
-    if let Err(JobError::Cancelled) = context.checkpoint() {
-        let mut tx = db::begin_tenant(pool, tenant).await?;
-        repo::mark_cancelled(&mut tx, tenant, import.id).await?;
-        tx.commit().await.map_err(DomainError::from)?;
-        return Err(JobError::Cancelled);
+    match context.checkpoint() {
+        Err(JobError::Cancelled) => {
+            let mut tx = context.begin().await?;
+            repo::mark_cancelled(&mut tx, tenant, import.id).await?;
+            context.commit(tx, None).await?;
+            return Err(JobError::Cancelled);
+        }
+        Err(other) => return Err(other),
+        Ok(()) => {}
     }
-    let mut tx = db::begin_tenant(pool, tenant).await?;
+    let mut tx = context.begin().await?;
     repo::mark_running(&mut tx, tenant, import.id).await?;
-    tx.commit().await.map_err(DomainError::from)?;
+    context.commit(tx, None).await?;
 
     let outcome = if import.attempt == 1 {
         run_file(context, tenant, &import).await
     } else {
         run_retry(context, tenant, &import).await
     };
-    let mut tx = db::begin_tenant(pool, tenant).await?;
-    match &outcome {
-        Ok(()) => repo::finish(&mut tx, tenant, import.id, "completed", None).await?,
-        Err(JobError::Cancelled) => repo::mark_cancelled(&mut tx, tenant, import.id).await?,
-        Err(JobError::Permanent(reason)) => repo::finish(&mut tx, tenant, import.id, "failed", Some(reason)).await?,
-        // Left running: the job is retried and resumes at the checkpoint.
-        Err(JobError::Transient(_)) => {}
-    }
-    let view = if outcome.is_ok() { repo::get(&mut tx, tenant, import.id).await? } else { None };
-    tx.commit().await.map_err(DomainError::from)?;
+    // The import's end commits only while this run still holds the job: a run that lost it ends silently.
+    let view = match &outcome {
+        // Left running: the job is retried and resumes at the checkpoint. A fenced run writes nothing more.
+        Err(JobError::Transient(_) | JobError::Fenced) => None,
+        ended => {
+            let mut tx = context.begin().await?;
+            match ended {
+                Ok(()) => repo::finish(&mut tx, tenant, import.id, "completed", None).await?,
+                Err(JobError::Permanent(reason)) => {
+                    repo::finish(&mut tx, tenant, import.id, "failed", Some(reason)).await?
+                }
+                _ => repo::mark_cancelled(&mut tx, tenant, import.id).await?,
+            }
+            let view = if ended.is_ok() { repo::get(&mut tx, tenant, import.id).await? } else { None };
+            context.commit(tx, None).await?;
+            view
+        }
+    };
     outcome?;
     Ok(view.map(|view| {
         json!({ "import_id": view.id, "status": view.status, "created": view.created, "updated": view.updated,
@@ -291,7 +303,7 @@ async fn run_file(context: &JobContext, tenant: TenantId, import: &ImportRun) ->
                 Message::Shape { header, total_rows, unmapped, detected } => {
                     let total = i64::try_from(total_rows).unwrap_or(i64::MAX);
                     writer.progress_total = total;
-                    let mut tx = db::begin_tenant(&context.runtime.pool, tenant).await?;
+                    let mut tx = context.begin().await?;
                     repo::record_shape(
                         &mut tx,
                         tenant,
@@ -302,8 +314,7 @@ async fn run_file(context: &JobContext, tenant: TenantId, import: &ImportRun) ->
                         &detected,
                     )
                     .await?;
-                    jobs::checkpoint(&mut tx, context.job.id, import.checkpoint_row, Some(total)).await?;
-                    tx.commit().await.map_err(DomainError::from)?;
+                    context.commit(tx, Some((import.checkpoint_row, Some(total)))).await?;
                     header_names = header.names;
                 }
                 Message::Batch(rows) => {
@@ -555,8 +566,7 @@ impl<'a> BatchWriter<'a> {
                 }),
             }
         }
-        let pool = &self.context.runtime.pool;
-        let mut tx = db::begin_tenant(pool, self.tenant).await?;
+        let mut tx = self.context.begin().await?;
 
         // References: owners by email (users are few and loaded once), a project's client by email or name.
         let mut failed_here: Vec<(Candidate, Problem)> = Vec::new();
@@ -639,8 +649,7 @@ impl<'a> BatchWriter<'a> {
         };
         let counts = BatchCounts { processed, created, updated, skipped, failed };
         repo::record_batch(&mut tx, self.tenant, self.import.id, checkpoint, counts, !retry).await?;
-        jobs::checkpoint(&mut tx, self.context.job.id, progress_done, Some(self.progress_total)).await?;
-        tx.commit().await.map_err(DomainError::from)?;
+        self.context.commit(tx, Some((progress_done, Some(self.progress_total)))).await?;
         metrics::counter!("import_rows_total", "entity" => self.import.entity.clone()).increment(processed as u64);
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! arrived while the previous statement was in flight, so nothing waits when the worker is quiet.
 
 use crm_shared::DomainError;
-use crm_shared::db::jobs::{self, JobRow, Outcome};
+use crm_shared::db::jobs::{self, JobLease, JobRow, Outcome};
 use crm_shared::jobs::JobStatus;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -21,9 +21,8 @@ type SuccessReply = oneshot::Sender<Result<bool, String>>;
 #[derive(Clone)]
 pub struct Ledger {
     pool: PgPool,
-    worker: String,
     claims: mpsc::Sender<(Uuid, ClaimReply)>,
-    successes: mpsc::Sender<(Uuid, Option<Value>, SuccessReply)>,
+    successes: mpsc::Sender<((Uuid, i32), Option<Value>, SuccessReply)>,
 }
 
 impl Ledger {
@@ -33,7 +32,7 @@ impl Ledger {
         let (successes, success_requests) = mpsc::channel(1024);
         tokio::spawn(claim_loop(pool.clone(), worker.clone(), claim_requests));
         tokio::spawn(success_loop(pool.clone(), worker.clone(), success_requests));
-        Self { pool, worker, claims, successes }
+        Self { pool, claims, successes }
     }
 
     /// Claims a job (see `jobs::claim_many`); `None` when it is not claimable.
@@ -46,13 +45,14 @@ impl Ledger {
             .map_err(|error| anyhow::anyhow!(error).into())
     }
 
-    /// Records how a run ended. Successes are batched; the rare other outcomes are written at once.
-    pub async fn finish(&self, job_id: Uuid, outcome: Outcome) -> Result<Option<JobStatus>, DomainError> {
+    /// Records how a run ended, under its lease. Successes are batched; the rare other outcomes are written at
+    /// once.
+    pub async fn finish(&self, lease: &JobLease, outcome: Outcome) -> Result<Option<JobStatus>, DomainError> {
         match outcome {
             Outcome::Succeeded(result) => {
                 let (reply, answer) = oneshot::channel();
                 self.successes
-                    .send((job_id, result, reply))
+                    .send(((lease.job_id, lease.attempt), result, reply))
                     .await
                     .map_err(|_| anyhow::anyhow!("the batcher stopped"))?;
                 let ended = answer
@@ -61,7 +61,7 @@ impl Ledger {
                     .map_err(|error| DomainError::from(anyhow::anyhow!(error)))?;
                 Ok(ended.then_some(JobStatus::Succeeded))
             }
-            other => jobs::finish(&self.pool, job_id, &self.worker, &other).await,
+            other => jobs::finish(&self.pool, lease, &other).await,
         }
     }
 }
@@ -98,13 +98,17 @@ async fn claim_loop(pool: PgPool, worker: String, mut requests: mpsc::Receiver<(
     }
 }
 
-async fn success_loop(pool: PgPool, worker: String, mut requests: mpsc::Receiver<(Uuid, Option<Value>, SuccessReply)>) {
+async fn success_loop(
+    pool: PgPool,
+    worker: String,
+    mut requests: mpsc::Receiver<((Uuid, i32), Option<Value>, SuccessReply)>,
+) {
     while let Some(batch) = next_batch(&mut requests).await {
-        let ids: Vec<Uuid> = batch.iter().map(|(id, _, _)| *id).collect();
+        let leases: Vec<(Uuid, i32)> = batch.iter().map(|(lease, _, _)| *lease).collect();
         let results: Vec<Option<Value>> = batch.iter().map(|(_, result, _)| result.clone()).collect();
-        match jobs::finish_succeeded_many(&pool, &ids, &results, &worker).await {
+        match jobs::finish_succeeded_many(&pool, &leases, &results, &worker).await {
             Ok(ended) => {
-                for (id, _, reply) in batch {
+                for ((id, _), _, reply) in batch {
                     let _ = reply.send(Ok(ended.contains(&id)));
                 }
             }

@@ -44,7 +44,7 @@ pub fn worker_name() -> String {
 
 pub async fn run(settings: Settings, options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let name = worker_name();
-    let pool = crm_shared::db::pool(&settings)?;
+    let pool = crm_shared::db::job_pool(&settings)?;
     let mut redis = crm_shared::redis_conn::connect_lazy(&settings)?;
     if !crm_shared::startup::wait_for_dependencies(&pool, &mut redis, &shutdown).await {
         tracing::info!("stopped before Postgres and Redis were ready");
@@ -134,7 +134,7 @@ async fn job_heartbeats(runtime: Arc<JobRuntime>, stop: CancellationToken) {
         let running = runtime.running_jobs();
         if !running.is_empty() {
             match crm_shared::db::jobs::heartbeat(&runtime.pool, &running, &runtime.worker_name).await {
-                Ok(cancelled) => runtime.cancel(&cancelled),
+                Ok(held) => runtime.heard(&running, &held),
                 Err(error) => tracing::warn!(error = %error, "job heartbeat not written"),
             }
         }

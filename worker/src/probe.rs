@@ -4,7 +4,7 @@
 
 use crate::runtime::{JobContext, JobError};
 use crm_shared::TenantId;
-use crm_shared::db::{self, jobs};
+use crm_shared::db::jobs;
 use crm_shared::jobs::{ProbeFault, ProbePayload};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -32,20 +32,9 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
         }
         tokio::time::sleep(Duration::from_millis(payload.step_ms)).await;
         let step = done + 1;
-        let mut tx = db::begin_tenant(&context.runtime.pool, tenant).await?;
-        sqlx::query(
-            "INSERT INTO job_probe_steps (tenant_id, job_id, step, attempt, worker_name) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(tenant)
-        .bind(job.id)
-        .bind(i32::try_from(step).unwrap_or(i32::MAX))
-        .bind(job.attempts)
-        .bind(&context.runtime.worker_name)
-        .execute(&mut *tx)
-        .await
-        .map_err(crm_shared::DomainError::from)?;
-        jobs::checkpoint(&mut tx, job.id, step, Some(total)).await?;
-        tx.commit().await.map_err(crm_shared::DomainError::from)?;
+        let mut tx = context.begin().await?;
+        jobs::record_probe_step(&mut tx, tenant, job.id, step, job.attempts, &context.runtime.worker_name).await?;
+        context.commit(tx, Some((step, Some(total)))).await?;
         done = step;
     }
     context.checkpoint()?;

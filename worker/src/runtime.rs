@@ -5,10 +5,12 @@
 use crate::ledger::Ledger;
 use crate::{import, probe};
 use apalis::prelude::{BoxDynError, Data};
-use crm_shared::db::jobs::{JobRow, Outcome};
+use crm_shared::db::jobs::{self, JobLease, JobRow, Outcome};
+use crm_shared::db::{self as db, Tx};
 use crm_shared::jobs::{JobKind, JobTask};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,9 @@ pub enum JobError {
     Transient(String),
     /// Cancellation was requested and honoured at a checkpoint.
     Cancelled,
+    /// The job is no longer this run's (it stalled past the heartbeat window and another worker took it
+    /// over): whatever it tried to commit was refused, and it stops without a word about the job.
+    Fenced,
 }
 
 impl From<crm_shared::DomainError> for JobError {
@@ -60,22 +65,79 @@ pub struct JobRuntime {
     pub import_slots: tokio::sync::Semaphore,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
-    /// The jobs running here, each with the token its checkpoints watch.
-    running: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// The jobs running here.
+    running: Mutex<HashMap<Uuid, RunningJob>>,
 }
 
-/// What a handler gets: its job, and checkpoints that honour cancellation.
+/// A job running in this process: the attempt it claimed, and the signals its checkpoints watch.
+struct RunningJob {
+    kind: String,
+    attempt: i32,
+    signals: RunSignals,
+}
+
+#[derive(Clone, Default)]
+struct RunSignals {
+    cancelled: CancellationToken,
+    /// Set when a heartbeat found the job no longer held under this attempt.
+    lost: Arc<AtomicBool>,
+}
+
+/// What a handler gets: its job, checkpoints that honour cancellation, and fenced transactions.
 pub struct JobContext {
     pub job: JobRow,
     pub runtime: Arc<JobRuntime>,
-    pub cancelled: CancellationToken,
+    signals: RunSignals,
 }
 
 impl JobContext {
-    /// Call between units of work: stops the job when its cancellation was requested.
+    /// Call between units of work: stops the job when it was lost to another worker or its cancellation was
+    /// requested.
     pub fn checkpoint(&self) -> Result<(), JobError> {
-        if self.cancelled.is_cancelled() { Err(JobError::Cancelled) } else { Ok(()) }
+        if self.signals.lost.load(Ordering::Acquire) {
+            Err(JobError::Fenced)
+        } else if self.signals.cancelled.is_cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
+
+    /// The claim this run holds.
+    pub fn lease(&self) -> JobLease {
+        JobLease { job_id: self.job.id, attempt: self.job.attempts, worker: self.runtime.worker_name.clone() }
+    }
+
+    /// A transaction in the job's tenant for work that `commit` will fence.
+    pub async fn begin(&self) -> Result<Tx, JobError> {
+        Ok(db::begin_tenant(&self.runtime.pool, crm_shared::TenantId(self.job.tenant_id)).await?)
+    }
+
+    /// Commits the run's work with its progress, only while the job is still this run's: otherwise rolls
+    /// back, counts `jobs_fenced_total` and answers `Fenced`, which stops the run.
+    pub async fn commit(&self, mut tx: Tx, progress: Option<(i64, Option<i64>)>) -> Result<(), JobError> {
+        let lease = self.lease();
+        if jobs::hold_lease(&mut tx, &lease, progress).await? {
+            tx.commit().await.map_err(crm_shared::DomainError::from)?;
+            return Ok(());
+        }
+        let _ = tx.rollback().await;
+        if !self.signals.lost.swap(true, Ordering::AcqRel) {
+            fenced(&self.job.kind, lease.attempt, "a commit");
+        }
+        Err(JobError::Fenced)
+    }
+}
+
+/// Logs and counts (`jobs_fenced_total`) a run that found it no longer holds its job: a commit or the job's end
+/// refused, or a heartbeat that found the job taken over. Counted once per run.
+fn fenced(kind: &str, attempt: i32, what: &str) {
+    tracing::warn!(
+        attempt,
+        what,
+        "fenced: the job was taken over by another worker; this run stops and writes nothing"
+    );
+    metrics::counter!("jobs_fenced_total", "kind" => kind.to_owned()).increment(1);
 }
 
 impl JobRuntime {
@@ -97,16 +159,28 @@ impl JobRuntime {
         }
     }
 
-    pub fn running_jobs(&self) -> Vec<Uuid> {
-        self.running.lock().map(|running| running.keys().copied().collect()).unwrap_or_default()
+    /// The running jobs, each with the attempt it claimed.
+    pub fn running_jobs(&self) -> Vec<(Uuid, i32)> {
+        self.running
+            .lock()
+            .map(|running| running.iter().map(|(id, job)| (*id, job.attempt)).collect())
+            .unwrap_or_default()
     }
 
-    /// Marks jobs whose cancellation was requested; they stop at their next checkpoint.
-    pub fn cancel(&self, job_ids: &[Uuid]) {
-        if let Ok(running) = self.running.lock() {
-            for id in job_ids {
-                if let Some(token) = running.get(id) {
-                    token.cancel();
+    /// Passes a heartbeat's answer on: jobs whose cancellation was requested stop at their next checkpoint,
+    /// and jobs of `beaten` missing from `held` were taken over, so their runs stop before committing more.
+    pub fn heard(&self, beaten: &[(Uuid, i32)], held: &[jobs::HeldJob]) {
+        let Ok(running) = self.running.lock() else { return };
+        for (id, attempt) in beaten {
+            let Some(job) = running.get(id).filter(|job| job.attempt == *attempt) else { continue };
+            match held.iter().find(|held| held.id == *id) {
+                Some(held) if held.cancel_requested => job.signals.cancelled.cancel(),
+                Some(_) => {}
+                None => {
+                    if !job.signals.lost.swap(true, Ordering::AcqRel) {
+                        fenced(&job.kind, *attempt, "the heartbeat");
+                    }
+                    job.signals.cancelled.cancel();
                 }
             }
         }
@@ -128,29 +202,35 @@ impl JobRuntime {
         let started = std::time::Instant::now();
         let kind = JobKind::parse(&job.kind);
         metrics::counter!("jobs_started_total", "kind" => job.kind.clone()).increment(1);
-        let cancelled = CancellationToken::new();
+        let signals = RunSignals::default();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(job.id, cancelled.clone());
+            running
+                .insert(job.id, RunningJob { kind: job.kind.clone(), attempt: job.attempts, signals: signals.clone() });
         }
         let job_id = job.id;
         let attempts = job.attempts;
         let kind_label = job.kind.clone();
-        let context = JobContext { job, runtime: self.clone(), cancelled };
+        let context = JobContext { job, runtime: self.clone(), signals };
+        let lease = context.lease();
         let result = match kind {
             Some(JobKind::Probe) => probe::run(&context).await,
             Some(JobKind::Import) => import::run(&context).await,
             other => Err(JobError::Permanent(format!("this worker cannot run {other:?} jobs yet"))),
         };
-        if let Ok(mut running) = self.running.lock() {
+        if let Ok(mut running) = self.running.lock()
+            && running.get(&job_id).is_some_and(|job| job.attempt == attempts)
+        {
             running.remove(&job_id);
         }
         let outcome = match result {
             Ok(value) => Outcome::Succeeded(value),
+            // Counted where the commit was refused; the job belongs to another run now.
+            Err(JobError::Fenced) => return,
             Err(JobError::Cancelled) => Outcome::Cancelled,
             Err(JobError::Permanent(reason)) => Outcome::Failed(reason),
             Err(JobError::Transient(reason)) => Outcome::Retry { error: reason, delay: backoff(attempts) },
         };
-        match self.ledger.finish(job_id, outcome).await {
+        match self.ledger.finish(&lease, outcome).await {
             Ok(Some(status)) => {
                 let status = status.as_str();
                 tracing::info!(status, attempts, seconds = started.elapsed().as_secs_f64(), "job ended");
@@ -160,7 +240,9 @@ impl JobRuntime {
                     .record(started.elapsed().as_secs_f64());
             }
             Ok(None) => {
-                tracing::warn!("the job was taken from this worker (it was presumed dead); its result is dropped")
+                if !context.signals.lost.swap(true, Ordering::AcqRel) {
+                    fenced(&kind_label, attempts, "the job's end");
+                }
             }
             // The heartbeat stops, so recovery queues the job again: it runs once more rather than never.
             Err(error) => tracing::error!(error = %error, "could not record how the job ended"),

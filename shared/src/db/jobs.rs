@@ -178,57 +178,87 @@ pub async fn claim_many(pool: &PgPool, job_ids: &[Uuid], worker: &str) -> Result
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_ids).bind(worker).fetch_all(pool).await?)
 }
 
-/// Records many successes at once; returns the jobs this worker still held (and so ended).
-#[tracing::instrument(skip_all, fields(jobs = job_ids.len()))]
+/// Records many successes at once, each under the attempt it claimed; returns the jobs this worker still held
+/// (and so ended).
+#[tracing::instrument(skip_all, fields(jobs = leases.len()))]
 pub async fn finish_succeeded_many(
     pool: &PgPool,
-    job_ids: &[Uuid],
+    leases: &[(Uuid, i32)],
     results: &[Option<Value>],
     worker: &str,
 ) -> Result<Vec<Uuid>, DomainError> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = leases.iter().copied().unzip();
     Ok(sqlx::query_scalar(
         "UPDATE jobs SET status = 'succeeded', result = t.result, error = NULL, finished_at = now(), updated_at = now(), \
              progress_done = GREATEST(jobs.progress_done, COALESCE(jobs.progress_total, jobs.progress_done)) \
-         FROM unnest($1::uuid[], $2::jsonb[]) AS t(id, result) \
-         WHERE jobs.id = t.id AND jobs.status = 'running' AND jobs.worker_name = $3 RETURNING jobs.id",
+         FROM unnest($1::uuid[], $2::jsonb[], $4::int[]) AS t(id, result, attempt) \
+         WHERE jobs.id = t.id AND jobs.status = 'running' AND jobs.worker_name = $3 AND jobs.attempts = t.attempt \
+         RETURNING jobs.id",
     )
-    .bind(job_ids)
+    .bind(&ids)
     .bind(results)
+    .bind(worker)
+    .bind(&attempts)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// What a worker holds while it runs a job: the job, under the attempt it claimed. Every write the run makes
+/// commits only while the job is still `running` under this lease (`hold_lease` in the same transaction), so a
+/// worker that stalled past the heartbeat window, lost the job to another worker and woke up can commit
+/// nothing more of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub worker: String,
+}
+
+/// A running job's heartbeat answer: still held by this lease, and whether its cancellation was requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct HeldJob {
+    pub id: Uuid,
+    pub cancel_requested: bool,
+}
+
+/// Refreshes the heartbeats of a worker's running jobs, each under the attempt it claimed; returns the jobs
+/// still held. A job missing from the answer was taken over (or ended) and must stop here.
+pub async fn heartbeat(pool: &PgPool, leases: &[(Uuid, i32)], worker: &str) -> Result<Vec<HeldJob>, DomainError> {
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = leases.iter().copied().unzip();
+    Ok(sqlx::query_as(
+        "UPDATE jobs SET heartbeat_at = now() FROM unnest($1::uuid[], $2::int[]) AS h(id, attempt) \
+         WHERE jobs.id = h.id AND jobs.attempts = h.attempt AND jobs.status = 'running' AND jobs.worker_name = $3 \
+         RETURNING jobs.id, jobs.cancel_requested_at IS NOT NULL AS cancel_requested",
+    )
+    .bind(&ids)
+    .bind(&attempts)
     .bind(worker)
     .fetch_all(pool)
     .await?)
 }
 
-/// Refreshes the heartbeats of a worker's running jobs; returns those whose cancellation was requested.
-pub async fn heartbeat(pool: &PgPool, job_ids: &[Uuid], worker: &str) -> Result<Vec<Uuid>, DomainError> {
-    let rows: Vec<(Uuid, bool)> = sqlx::query_as(
-        "UPDATE jobs SET heartbeat_at = now() WHERE id = ANY($1) AND status = 'running' AND worker_name = $2 \
-         RETURNING id, cancel_requested_at IS NOT NULL",
-    )
-    .bind(job_ids)
-    .bind(worker)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().filter(|(_, cancelled)| *cancelled).map(|(id, _)| id).collect())
-}
-
-/// Records progress; call it in the transaction that commits the work it counts.
-pub async fn checkpoint(
+/// The fence: in the transaction that commits a run's work, checks that the job is still `running` under
+/// `lease` and records its progress (`done`, and `total` when known). The row lock this takes holds until
+/// commit, so recovery cannot hand the job to another worker in between. `false`: the lease is lost and the
+/// caller must roll back.
+pub async fn hold_lease(
     conn: &mut PgConnection,
-    job_id: Uuid,
-    done: i64,
-    total: Option<i64>,
-) -> Result<(), DomainError> {
-    sqlx::query(
-        "UPDATE jobs SET progress_done = $2, progress_total = COALESCE($3, progress_total), heartbeat_at = now(), \
-         updated_at = now() WHERE id = $1",
+    lease: &JobLease,
+    progress: Option<(i64, Option<i64>)>,
+) -> Result<bool, DomainError> {
+    let held = sqlx::query(
+        "UPDATE jobs SET heartbeat_at = now(), updated_at = now(), progress_done = COALESCE($4, progress_done), \
+             progress_total = COALESCE($5, progress_total) \
+         WHERE id = $1 AND status = 'running' AND attempts = $2 AND worker_name = $3",
     )
-    .bind(job_id)
-    .bind(done)
-    .bind(total)
+    .bind(lease.job_id)
+    .bind(lease.attempt)
+    .bind(&lease.worker)
+    .bind(progress.map(|(done, _)| done))
+    .bind(progress.and_then(|(_, total)| total))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(held.rows_affected() == 1)
 }
 
 pub async fn cancel_requested(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, DomainError> {
@@ -237,6 +267,28 @@ pub async fn cancel_requested(conn: &mut PgConnection, job_id: Uuid) -> Result<b
         .fetch_optional(conn)
         .await?
         .unwrap_or(true))
+}
+
+/// A probe's effect for one step; the primary key (job, step) makes a step written twice an error.
+pub async fn record_probe_step(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    job_id: Uuid,
+    step: i64,
+    attempt: i32,
+    worker: &str,
+) -> Result<(), DomainError> {
+    sqlx::query(
+        "INSERT INTO job_probe_steps (tenant_id, job_id, step, attempt, worker_name) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .bind(i32::try_from(step).unwrap_or(i32::MAX))
+    .bind(attempt)
+    .bind(worker)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// How a run ended.
@@ -253,53 +305,55 @@ pub enum Outcome {
     },
 }
 
-/// Ends a run. Only the worker that holds the job may end it (after recovery gave it to another, the old
-/// worker's word no longer counts). Returns the status the job ended in.
-#[tracing::instrument(skip_all, fields(job_id = %job_id))]
-pub async fn finish(
-    pool: &PgPool,
-    job_id: Uuid,
-    worker: &str,
-    outcome: &Outcome,
-) -> Result<Option<JobStatus>, DomainError> {
+/// Ends a run. Only the lease that holds the job may end it (after recovery gave it to another worker or
+/// attempt, the old run's word no longer counts). Returns the status the job ended in; `None` when fenced.
+#[tracing::instrument(skip_all, fields(job_id = %lease.job_id))]
+pub async fn finish(pool: &PgPool, lease: &JobLease, outcome: &Outcome) -> Result<Option<JobStatus>, DomainError> {
+    let (job_id, attempt, worker) = (lease.job_id, lease.attempt, lease.worker.as_str());
     let status: Option<String> = match outcome {
         Outcome::Succeeded(result) => {
-            let ended = finish_succeeded_many(pool, &[job_id], std::slice::from_ref(result), worker).await?;
+            let ended = finish_succeeded_many(pool, &[(job_id, attempt)], std::slice::from_ref(result), worker).await?;
             (!ended.is_empty()).then(|| "succeeded".to_owned())
         }
         Outcome::Cancelled => {
             sqlx::query_scalar(
                 "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now() \
-             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 AND attempts = $3 RETURNING status",
             )
             .bind(job_id)
             .bind(worker)
+            .bind(attempt)
             .fetch_optional(pool)
             .await?
         }
         Outcome::Failed(error) => {
             sqlx::query_scalar(
                 "UPDATE jobs SET status = 'failed', error = $3, finished_at = now(), updated_at = now() \
-             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 AND attempts = $4 RETURNING status",
             )
             .bind(job_id)
             .bind(worker)
             .bind(error)
+            .bind(attempt)
             .fetch_optional(pool)
             .await?
         }
         Outcome::Retry { error, delay } => {
+            // Cancellation wins: a cancelled job is never queued again (it could not be claimed, and would
+            // show `queued` for ever).
             sqlx::query_scalar(
                 "UPDATE jobs SET error = $3, updated_at = now(), worker_name = NULL, \
-                 status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                 finished_at = CASE WHEN attempts >= max_attempts THEN now() END, \
+                 status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
+                               WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                 finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempts >= max_attempts THEN now() END, \
                  run_at = now() + make_interval(secs => $4), dispatched_at = NULL, redis_task_id = NULL \
-             WHERE id = $1 AND status = 'running' AND worker_name = $2 RETURNING status",
+             WHERE id = $1 AND status = 'running' AND worker_name = $2 AND attempts = $5 RETURNING status",
             )
             .bind(job_id)
             .bind(worker)
             .bind(error)
             .bind(delay.as_secs_f64())
+            .bind(attempt)
             .fetch_optional(pool)
             .await?
         }
@@ -308,7 +362,9 @@ pub async fn finish(
 }
 
 /// Running jobs whose worker stopped beating for `stale_after`: queued again (their attempt stays counted),
-/// or `dead` when that was the last attempt. Returns (requeued, dead).
+/// or `dead` when that was the last attempt. Returns (requeued, dead). A job whose row is locked is committing
+/// work under its lease right now (or its worker froze mid-commit, until Postgres ends that idle transaction):
+/// it is skipped this round rather than waited for.
 #[tracing::instrument(skip_all)]
 pub async fn recover_stale(pool: &PgPool, stale_after: Duration) -> Result<(u64, u64), DomainError> {
     let rows: Vec<String> = sqlx::query_scalar(
@@ -319,7 +375,9 @@ pub async fn recover_stale(pool: &PgPool, stale_after: Duration) -> Result<(u64,
              error = CASE WHEN attempts >= max_attempts \
                           THEN format('the worker running it stopped during each of its %s attempts', attempts) \
                           ELSE 'the worker running it stopped; the job will run again' END \
-         WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) RETURNING status",
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
+                      FOR UPDATE SKIP LOCKED) \
+           AND status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) RETURNING status",
     )
     .bind(stale_after.as_secs_f64())
     .fetch_all(pool)

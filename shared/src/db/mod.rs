@@ -44,6 +44,24 @@ pub fn pool(settings: &Settings) -> Result<PgPool, DomainError> {
         .connect_lazy_with(options))
 }
 
+/// How long a worker's transaction may sit idle before Postgres ends it: a frozen worker (SIGSTOP, a VM pause)
+/// must not hold the row locks of its half-written batch past the heartbeat window (15 s), or the worker that
+/// takes its job over would wait on them. Batches never pause this long between statements.
+pub const JOB_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pool of a process that runs jobs: like `pool`, with `JOB_IDLE_IN_TRANSACTION_TIMEOUT` on every session.
+pub fn job_pool(settings: &Settings) -> Result<PgPool, DomainError> {
+    let options = PgConnectOptions::from_str(settings.database_url())
+        .map_err(|error| DomainError::Internal(anyhow::anyhow!("DATABASE_URL is not valid: {error}")))?
+        .application_name("crm-worker")
+        .options([("idle_in_transaction_session_timeout", JOB_IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
 /// Applies pending migrations. sqlx takes a Postgres advisory lock around the run, so concurrent callers
 /// (two deploys, parallel tests) apply each migration once.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -8,4 +8,5 @@ mod processes;
 mod records;
 mod roles;
 mod seed;
+mod stalls;
 mod tenancy;
