@@ -45,11 +45,18 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v1/import-errors/{id}", patch(update_error))
 }
 
+/// Who may import: every role that may create records (admins, managers, sales). What an import writes stays
+/// within the importer's rights (the job checks each match), and each sees only their own imports, admins all.
 fn may_import(auth: &AuthCtx) -> Result<(), ApiError> {
     match auth.role {
-        Role::Admin | Role::Manager => Ok(()),
-        _ => Err(ApiError::forbidden("only admins and managers may import or see imports")),
+        Role::Admin | Role::Manager | Role::Sales => Ok(()),
+        _ => Err(ApiError::forbidden("only admins, managers and sales may import or see imports")),
     }
+}
+
+/// The imports a caller sees: admins the tenant's, everyone else their own.
+fn imports_seen_by(auth: &AuthCtx) -> Option<Uuid> {
+    (auth.role != Role::Admin).then(|| auth.user_id.as_uuid())
 }
 
 /// The multipart form of an upload (documentation only: the handler reads the stream itself).
@@ -87,7 +94,10 @@ fn conflict(message: impl Into<String>) -> ApiError {
 
 /// The caller's import, or 404 (also for another tenant's).
 async fn find_import(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ImportView, ApiError> {
-    repo::get(tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import"))
+    repo::get(tx, auth.tenant_id, id)
+        .await?
+        .filter(|view| imports_seen_by(auth).is_none_or(|user| view.created_by == Some(user)))
+        .ok_or_else(|| ApiError::not_found("import"))
 }
 
 fn unsupported(message: impl Into<String>) -> ApiError {
@@ -419,8 +429,15 @@ pub async fn list_imports(
     may_import(&auth)?;
     let (limit, offset) = page(params.limit, params.offset)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let (items, total) =
-        repo::list(&mut tx, auth.tenant_id, limit, offset, params.include_total.unwrap_or(false)).await?;
+    let (items, total) = repo::list(
+        &mut tx,
+        auth.tenant_id,
+        imports_seen_by(&auth),
+        limit,
+        offset,
+        params.include_total.unwrap_or(false),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(ListResponse { items, total, limit, offset }))
 }
@@ -607,8 +624,7 @@ pub async fn update_error(
     let (mut tx, _) = state.begin(&auth).await?;
     let error =
         repo::get_error(&mut tx, auth.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("import error"))?;
-    let import =
-        repo::get(&mut tx, auth.tenant_id, error.import_id).await?.ok_or_else(|| ApiError::not_found("import"))?;
+    let import = find_import(&mut tx, &auth, error.import_id).await.map_err(|_| ApiError::not_found("import error"))?;
     let corrected = match body.corrected_data {
         None => None,
         Some(corrections) => {

@@ -106,26 +106,36 @@ pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(conn).await?)
 }
 
-/// The tenant's imports, newest first.
+/// The tenant's imports (or only those `created_by` started), newest first.
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
+    created_by: Option<Uuid>,
     limit: i64,
     offset: i64,
     include_total: bool,
 ) -> Result<(Vec<ImportView>, Option<i64>), DomainError> {
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM imports i LEFT JOIN jobs j ON j.tenant_id = i.tenant_id AND j.id = i.job_id \
-         WHERE i.tenant_id = $1 ORDER BY i.created_at DESC, i.id DESC LIMIT $2 OFFSET $3"
+         WHERE i.tenant_id = $1 AND ($4::uuid IS NULL OR i.created_by = $4) \
+         ORDER BY i.created_at DESC, i.id DESC LIMIT $2 OFFSET $3"
     );
-    let items =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(limit)
+        .bind(offset)
+        .bind(created_by)
+        .fetch_all(&mut *conn)
+        .await?;
     let total = if include_total {
         Some(
-            sqlx::query_scalar("SELECT count(*) FROM imports WHERE tenant_id = $1")
-                .bind(tenant)
-                .fetch_one(conn)
-                .await?,
+            sqlx::query_scalar(
+                "SELECT count(*) FROM imports WHERE tenant_id = $1 AND ($2::uuid IS NULL OR created_by = $2)",
+            )
+            .bind(tenant)
+            .bind(created_by)
+            .fetch_one(conn)
+            .await?,
         )
     } else {
         None

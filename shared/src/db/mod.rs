@@ -6,6 +6,7 @@
 //! its filter.
 
 pub mod audit;
+pub mod import_lookups;
 pub mod imports;
 pub mod jobs;
 pub mod records;

@@ -679,11 +679,14 @@ async fn limits_answer_with_a_message_and_store_nothing() {
     let stored = std::fs::read_dir(&storage).map(|entries| entries.count()).unwrap_or(0);
     assert_eq!(stored, 0, "no file was kept in {}", storage.display());
 
-    // A sales rep may not import.
-    let rep = app.user(&admin, "sales", &[]).await;
-    app.upload(&rep, "leads.csv", valid_leads_csv(2, "rep"), &[("entity", "leads")])
-        .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // Roles that may not create records may not import either.
+    for role in ["readonly", "support"] {
+        let user = app.user(&admin, role, &[]).await;
+        app.upload(&user, "leads.csv", valid_leads_csv(2, role), &[("entity", "leads")])
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert_eq!(app.count_rows("imports", Some(admin.tenant_id)).await, 0, "no import was recorded");
 
     // Files the worker refuses: a zip bomb named .xlsx (the app's limit is small, so it is a small bomb), a file
     // with no column for a required field.
