@@ -49,7 +49,9 @@ use utoipa::{Modify, OpenApi};
         (name = "leads"), (name = "clients"), (name = "projects"), (name = "interactions"), (name = "tickets"),
         (name = "jobs", description = "Background jobs: status, progress, cancel, retry"),
         (name = "imports", description = "Spreadsheet imports: upload, progress, failed rows, corrections, retry. \
-            Admins and managers import and see the tenant's imports; other roles get 403. \
+            Admins, managers and sales import (readonly and support get 403); an import writes only what its importer may \
+            write (an upsert match outside their rights fails `duplicate_existing`; a client they cannot see is \
+            `unknown_client`). Admins see the tenant's imports, everyone else their own (404 for others'). \
             `row_number` is the row's place in the file counting the header as row 1 (for CSV the line the record \
             starts on; for XLSX the sheet row). Each failed row has one error (the first problem's type, code and \
             field; the message lists every problem). Limits: IMPORT_MAX_BYTES, 1,048,576 data rows, 200 columns, \

@@ -1,7 +1,7 @@
 //! Imports (contract §6): the upload streams to storage while its size and type are checked, then the import
 //! and its job are committed together and the job is handed to the workers: `202` with the import to poll.
 //! History, detail, the failed rows (as JSON or as a CSV ready to fix and upload again), corrections, retry of
-//! the unresolved rows as the next attempt, and cancel. Admins and managers import; other roles get 403.
+//! the unresolved rows as the next attempt, and cancel. Admins, managers and sales import; other roles get 403.
 
 use super::{Data, ListResponse, page};
 use crate::auth::AuthCtx;
