@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod import_lookups;
+pub mod import_writes;
 pub mod imports;
 pub mod jobs;
 pub mod records;
