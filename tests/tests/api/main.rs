@@ -4,6 +4,7 @@ mod bad_input;
 mod imports;
 mod jobs;
 mod openapi;
+mod postgres_restart;
 mod processes;
 mod records;
 mod roles;
