@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A readiness probe that does not answer is no better than none: each `/ready` must answer within this.
-const READY_ANSWER_BOUND: Duration = Duration::from_secs(10);
+const READY_ANSWER_BOUND: Duration = Duration::from_secs(3);
 
 /// GETs `/ready` until it answers `status`; returns that answer and how long it took to come back.
 async fn wait_ready(app: &TestApp, status: StatusCode, timeout: Duration) -> (Reply, Duration) {
