@@ -1,7 +1,7 @@
 //! Imports end to end: real uploads through the API, a real crm-worker process, real Postgres and Redis.
 
 use crm_shared::imports::reader::FileFormat;
-use crm_tests::{Process, Session, TestApp, peak_memory_bytes};
+use crm_tests::{Process, Session, TestApp, peak_memory_bytes, valid_leads_csv, wait_processed};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -250,34 +250,6 @@ fn variant(name: &str, owner: &str) -> (&'static str, Vec<u8>) {
         other => panic!("unknown variant {other}"),
     };
     ("leads.csv", bytes)
-}
-
-/// `n` valid lead rows, `first_name,last_name,email,company` with unique emails under `tag`.
-fn valid_leads_csv(n: usize, tag: &str) -> Vec<u8> {
-    let mut text = String::with_capacity(n * 48 + 40);
-    text.push_str("first_name,last_name,email,company\n");
-    for i in 0..n {
-        text.push_str(&format!("Lead{i},Test,lead{i}.{tag}@example.com,Company {}\n", i % 97));
-    }
-    text.into_bytes()
-}
-
-/// Polls an import's committed rows until at least `rows`; returns the count seen. A failed read (the
-/// connection-cutting test cuts this pool's connections too) counts as no progress yet.
-async fn wait_processed(app: &TestApp, id: Uuid, rows: i64, timeout: Duration) -> i64 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let processed: i64 = sqlx::query_scalar("SELECT processed_rows FROM imports WHERE id = $1")
-            .bind(id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap_or(0);
-        if processed >= rows {
-            return processed;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the import stalled at {processed} rows (waiting for {rows})");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn count_leads(app: &TestApp, tenant: Uuid) -> i64 {

@@ -5,6 +5,7 @@ mod import_rights;
 mod imports;
 mod jobs;
 mod openapi;
+mod postgres_restart;
 mod processes;
 mod records;
 mod roles;
