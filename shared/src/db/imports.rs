@@ -147,8 +147,12 @@ pub async fn list(
 pub struct ImportErrorView {
     pub id: Uuid,
     pub import_id: Uuid,
-    /// The row's place in the file, the header being row 1.
+    /// The row as a spreadsheet program shows the file: the header is row 1 and each record one row, however
+    /// many line breaks its quoted cells hold (blank lines are rows too), so the same data as CSV or XLSX gives
+    /// the same row numbers.
     pub row_number: i64,
+    /// The line of a CSV file on which the record starts, for text editors; `null` for XLSX.
+    pub line_number: Option<i64>,
     /// `validation duplicate reference_not_found database_error`.
     pub error_type: String,
     pub code: String,
@@ -165,8 +169,8 @@ pub struct ImportErrorView {
     pub attempt: i32,
 }
 
-const ERROR_COLUMNS: &str =
-    "id, import_id, row_number, error_type, code, field, message, row_data, corrected_data, resolved_at, attempt";
+const ERROR_COLUMNS: &str = "id, import_id, row_number, line_number, error_type, code, field, message, row_data, \
+    corrected_data, resolved_at, attempt";
 
 #[derive(Debug, Clone, Default)]
 pub struct ErrorFilter {
@@ -420,6 +424,8 @@ pub async fn record_batch(
 #[derive(Debug, Clone)]
 pub struct RowError {
     pub row_number: i64,
+    /// `None` for XLSX rows, and for rows a retry runs again (the stored error keeps its line).
+    pub line_number: Option<i64>,
     pub error_type: &'static str,
     pub code: &'static str,
     pub field: Option<String>,
@@ -427,8 +433,8 @@ pub struct RowError {
     pub row_data: Value,
 }
 
-/// Records failed rows. A row that failed before (a retry) keeps its error row, its data and corrections; only
-/// the verdict and attempt change.
+/// Records failed rows. A row that failed before (a retry) keeps its error row, its data, line and corrections;
+/// only the verdict and attempt change.
 pub async fn record_errors(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -441,16 +447,18 @@ pub async fn record_errors(
     }
     let ids: Vec<Uuid> = errors.iter().map(|_| new_id()).collect();
     let rows: Vec<i64> = errors.iter().map(|e| e.row_number).collect();
+    let lines: Vec<Option<i64>> = errors.iter().map(|e| e.line_number).collect();
     let types: Vec<&str> = errors.iter().map(|e| e.error_type).collect();
     let codes: Vec<&str> = errors.iter().map(|e| e.code).collect();
     let fields: Vec<Option<String>> = errors.iter().map(|e| e.field.clone()).collect();
     let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
     let data: Vec<Value> = errors.iter().map(|e| e.row_data.clone()).collect();
     sqlx::query(
-        "INSERT INTO import_errors (id, tenant_id, import_id, attempt, row_number, error_type, code, field, message, row_data) \
-         SELECT id, $1, $2, $3, row_number, error_type, code, field, message, row_data \
-         FROM UNNEST($4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
-              AS e(id, row_number, error_type, code, field, message, row_data) \
+        "INSERT INTO import_errors (id, tenant_id, import_id, attempt, row_number, line_number, error_type, code, field, \
+             message, row_data) \
+         SELECT id, $1, $2, $3, row_number, line_number, error_type, code, field, message, row_data \
+         FROM UNNEST($4::uuid[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[]) \
+              AS e(id, row_number, line_number, error_type, code, field, message, row_data) \
          ON CONFLICT (import_id, row_number) DO UPDATE SET attempt = EXCLUDED.attempt, error_type = EXCLUDED.error_type, \
              code = EXCLUDED.code, field = EXCLUDED.field, message = EXCLUDED.message, resolved_at = NULL, updated_at = now()",
     )
@@ -459,6 +467,7 @@ pub async fn record_errors(
     .bind(attempt)
     .bind(&ids)
     .bind(&rows)
+    .bind(&lines)
     .bind(&types)
     .bind(&codes)
     .bind(&fields)

@@ -7,9 +7,11 @@
 //! - XLSX: every zip entry is inflated into a counter before calamine sees the file (see `xlsx`), then cells
 //!   are streamed from the first sheet.
 //!
-//! `row_number` is the row's place in the file counting the header as row 1: for CSV the line on which the
-//! record starts (blank lines count; a quoted field holding line breaks makes its record span several
-//! lines), for XLSX the sheet's row number.
+//! `row_number` is the row as a spreadsheet program shows the file: the first line is row 1 (the header, in
+//! files that start with it), each record is one row however many line breaks its quoted cells hold, and a
+//! blank line is a row too (spreadsheets show it as an empty row, and an XLSX sheet numbers it), so the same
+//! data as CSV or XLSX gives the same row numbers. `line_number` is the physical line on which a CSV record
+//! starts, for text editors: CR, LF and CRLF each end one line, inside quoted cells too. XLSX has no lines.
 
 use super::encoding::{self, TextEncoding};
 use super::sniff;
@@ -66,6 +68,7 @@ pub struct Header {
     /// The header cells, trimmed; blank and repeated names are made unique ("column 3", "Notes (2)") so each
     /// names one column in stored rows.
     pub names: Vec<String>,
+    /// The header's spreadsheet row: 1, unless blank rows come first.
     pub row_number: u64,
 }
 
@@ -73,7 +76,10 @@ pub struct Header {
 pub struct SourceRow {
     /// 1 for the first data row; blank rows are not counted. Resuming skips rows up to a checkpoint by it.
     pub index: u64,
+    /// The spreadsheet row (see the module's comment).
     pub row_number: u64,
+    /// The physical line a CSV record starts on; `None` for XLSX, which has no lines.
+    pub line_number: Option<u64>,
     /// One cell per header column (missing cells are empty).
     pub cells: Vec<String>,
     /// Why the row cannot be read as a record of the header's shape (`malformed_row`).
@@ -145,6 +151,7 @@ impl RowShaper {
     pub fn shape(
         &mut self,
         row_number: u64,
+        line_number: Option<u64>,
         mut cells: Vec<String>,
         malformed: Option<String>,
     ) -> Result<Option<SourceRow>, FileError> {
@@ -172,7 +179,7 @@ impl RowShaper {
         if malformed.is_none() || cells.len() < self.width {
             cells.resize(self.width, String::new());
         }
-        Ok(Some(SourceRow { index: self.index, row_number, cells, malformed }))
+        Ok(Some(SourceRow { index: self.index, row_number, line_number, cells, malformed }))
     }
 }
 
@@ -222,14 +229,14 @@ fn read_csv(
                         record.fields.len()
                     )));
                 }
-                break Header { names: header_names(&record.fields), row_number: record.line };
+                break Header { names: header_names(&record.fields), row_number: record.row_number };
             }
         }
     };
     on_header(&header)?;
     let mut shaper = RowShaper { width: header.names.len(), index: 0 };
     while let Some(record) = records.next_record()? {
-        if let Some(row) = shaper.shape(record.line, record.fields, record.overflow)?
+        if let Some(row) = shaper.shape(record.row_number, Some(record.line_number), record.fields, record.overflow)?
             && on_row(row).is_break()
         {
             break;
@@ -291,7 +298,8 @@ impl<R: Read> Read for LineEnds<R> {
 }
 
 struct RawRecord {
-    line: u64,
+    row_number: u64,
+    line_number: u64,
     fields: Vec<String>,
     overflow: Option<String>,
 }
@@ -299,6 +307,8 @@ struct RawRecord {
 /// CSV records from LF-terminated UTF-8 text, in bounded buffers.
 struct CsvRecords<R> {
     core: csv_core::Reader,
+    /// Line breaks inside the quoted cells of the records read so far: the lines that are not rows.
+    breaks_inside_cells: u64,
     input: R,
     buffer: Vec<u8>,
     start: usize,
@@ -314,6 +324,7 @@ impl<R: Read> CsvRecords<R> {
             csv_core::ReaderBuilder::new().delimiter(delimiter).terminator(csv_core::Terminator::Any(b'\n')).build();
         Self {
             core,
+            breaks_inside_cells: 0,
             input,
             buffer: vec![0; 64 * 1024],
             start: 0,
@@ -372,9 +383,13 @@ impl<R: Read> CsvRecords<R> {
                     }
                 }
                 csv_core::ReadRecordResult::Record => {
-                    // The core counted the record's own line breaks; step back to where it started.
+                    // The core counted the record's own line breaks; step back to where it started. Blank
+                    // lines before it (which the core skips) are lines and rows alike; the breaks inside
+                    // earlier records' cells are lines only.
                     let terminator = u64::from(terminated_by_newline);
-                    let line = self.core.line().saturating_sub(newlines_inside + terminator).max(1);
+                    let line_number = self.core.line().saturating_sub(newlines_inside + terminator).max(1);
+                    let row_number = line_number - self.breaks_inside_cells;
+                    self.breaks_inside_cells += newlines_inside;
                     let fields = if overflow.is_some() {
                         Vec::new()
                     } else {
@@ -386,7 +401,7 @@ impl<R: Read> CsvRecords<R> {
                         }
                         fields
                     };
-                    return Ok(Some(RawRecord { line, fields, overflow }));
+                    return Ok(Some(RawRecord { row_number, line_number, fields, overflow }));
                 }
                 csv_core::ReadRecordResult::End => return Ok(None),
             }
@@ -427,15 +442,106 @@ mod tests {
         (path, file)
     }
 
+    /// (row_number, line_number, cells) of each data row.
+    fn numbered(rows: &[SourceRow]) -> Vec<(u64, Option<u64>, Vec<String>)> {
+        rows.iter().map(|row| (row.row_number, row.line_number, row.cells.clone())).collect()
+    }
+
+    fn cells(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| (*value).to_owned()).collect()
+    }
+
     #[test]
     fn line_ends_of_every_kind_give_the_same_rows_and_line_numbers() {
         let lf = "first_name,notes\nAda,\"two\nlines\"\n\nBob,x\n";
         let expected = rows_of(lf.as_bytes()).expect("lf");
-        assert_eq!(expected.1.iter().map(|r| r.row_number).collect::<Vec<_>>(), [2, 5]);
-        assert_eq!(expected.1[0].cells, ["Ada", "two\nlines"]);
+        // Ada is row 2 over lines 2 and 3; the blank line is row 3 (line 4); Bob is row 4 on line 5.
+        assert_eq!(
+            numbered(&expected.1),
+            [(2, Some(2), cells(&["Ada", "two\nlines"])), (4, Some(5), cells(&["Bob", "x"]))]
+        );
         for variant in [lf.replace('\n', "\r\n"), lf.replace('\n', "\r")] {
             assert_eq!(rows_of(variant.as_bytes()).expect("variant"), expected);
         }
+    }
+
+    #[test]
+    fn mac_files_with_cr_record_ends_and_lf_inside_quotes_read_one_record_per_row() {
+        // What Excel for Mac writes: CR ends each record, a line break inside a cell is LF.
+        for delimiter in sniff::CANDIDATES {
+            let text = "first_name,notes\rAda,\"two\nlines\"\rBob,\"one\n\nthree\"\rCy,x\r"
+                .replace(',', &(delimiter as char).to_string());
+            let (header, rows) = rows_of(text.as_bytes()).expect("read");
+            assert_eq!((header.names, header.row_number), (cells(&["first_name", "notes"]), 1));
+            assert_eq!(
+                numbered(&rows),
+                [
+                    (2, Some(2), cells(&["Ada", "two\nlines"])),
+                    (3, Some(4), cells(&["Bob", "one\n\nthree"])),
+                    (4, Some(7), cells(&["Cy", "x"])),
+                ],
+                "delimiter {:?}",
+                delimiter as char
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_files_with_lf_inside_quotes_read_one_record_per_row() {
+        // What Excel for Windows and Google Sheets write: CRLF ends each record, LF breaks a cell's lines.
+        let text = "first_name,notes\r\nAda,\"two\nlines\"\r\n\r\nBob,\"say \"\"hi\"\"\nthen go\"\r\n";
+        let (_, rows) = rows_of(text.as_bytes()).expect("read");
+        assert_eq!(
+            numbered(&rows),
+            [(2, Some(2), cells(&["Ada", "two\nlines"])), (4, Some(5), cells(&["Bob", "say \"hi\"\nthen go"]))]
+        );
+    }
+
+    #[test]
+    fn every_line_end_mixed_in_one_file_reads_like_the_lf_file() {
+        let lf = "first_name,notes\nAda,\"a\nb\"\nBob,\"c\nd\"\nCy,\"e\nf\"\nDee,g\n";
+        // Record ends LF, CRLF, CR and CRLF; the breaks inside the cells CR, CRLF and LF.
+        let mixed = "first_name,notes\nAda,\"a\rb\"\r\nBob,\"c\r\nd\"\rCy,\"e\nf\"\r\nDee,g";
+        let expected = rows_of(lf.as_bytes()).expect("lf");
+        assert_eq!(rows_of(mixed.as_bytes()).expect("mixed"), expected);
+        assert_eq!(
+            expected.1.iter().map(|row| (row.row_number, row.line_number)).collect::<Vec<_>>(),
+            [(2, Some(2)), (3, Some(4)), (4, Some(6)), (5, Some(8))]
+        );
+        assert_eq!(expected.1[1].cells, ["Bob", "c\nd"], "every break inside a cell comes out as LF");
+    }
+
+    #[test]
+    fn blank_lines_are_rows_but_not_data() {
+        // Two blank lines before the header, one between records, an Excel empty row (delimiters only) and
+        // blank lines at the end: a spreadsheet shows each as an empty row.
+        let text = "\n\nfirst_name,notes\nAda,\"x\ny\"\n\n,\nBob,z\n\n\n";
+        let (header, rows) = rows_of(text.as_bytes()).expect("read");
+        assert_eq!(header.row_number, 3);
+        assert_eq!(numbered(&rows), [(4, Some(4), cells(&["Ada", "x\ny"])), (7, Some(8), cells(&["Bob", "z"]))]);
+        assert_eq!(rows.iter().map(|row| row.index).collect::<Vec<_>>(), [1, 2], "blank rows are not data rows");
+    }
+
+    #[test]
+    fn a_large_mac_file_keeps_one_record_per_row_across_buffer_boundaries() {
+        // Larger than the sample, the record buffer and the file buffer, so records and CRs straddle each.
+        let mut text = String::from("first_name;email;notes;company\r");
+        for i in 0..3_000 {
+            let notes = if i % 3 == 0 { format!("\"called\n{i}; again\"") } else { format!("note {i}") };
+            text.push_str(&format!(
+                "Zoë{i};zoe{i}@example.com;{notes};Société Générale, 29 boulevard Haussmann, Paris\r"
+            ));
+        }
+        assert!(text.len() > 256 * 1024);
+        let (_, rows) = rows_of(text.as_bytes()).expect("read");
+        assert_eq!(rows.len(), 3_000);
+        let mut line = 2;
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!((row.row_number, row.line_number), (i as u64 + 2, Some(line)), "record {i}");
+            assert_eq!(row.cells[1], format!("zoe{i}@example.com"));
+            line += if i % 3 == 0 { 2 } else { 1 };
+        }
+        assert_eq!(rows[3].cells[2], "called\n3; again");
     }
 
     #[test]
@@ -476,8 +582,8 @@ mod tests {
         assert!(error.0.contains("201 columns"), "{error}");
         // The row count is checked as rows are shaped: the one past Excel's limit stops the file.
         let mut shaper = RowShaper { width: 1, index: MAX_DATA_ROWS - 1 };
-        assert!(shaper.shape(10, vec!["last".into()], None).expect("the last allowed row").is_some());
-        let error = shaper.shape(11, vec!["one too many".into()], None).expect_err("past the limit");
+        assert!(shaper.shape(10, Some(10), vec!["last".into()], None).expect("the last allowed row").is_some());
+        let error = shaper.shape(11, Some(11), vec!["one too many".into()], None).expect_err("past the limit");
         assert!(error.0.contains("1048576 data rows"), "{error}");
     }
 

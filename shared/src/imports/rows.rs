@@ -282,7 +282,13 @@ mod tests {
     }
 
     fn row(cells: &[&str]) -> SourceRow {
-        SourceRow { index: 1, row_number: 2, cells: cells.iter().map(|c| (*c).to_owned()).collect(), malformed: None }
+        SourceRow {
+            index: 1,
+            row_number: 2,
+            line_number: Some(2),
+            cells: cells.iter().map(|c| (*c).to_owned()).collect(),
+            malformed: None,
+        }
     }
 
     fn codes(result: Result<ValidRow, Vec<Problem>>) -> Vec<(ErrorCode, Option<String>)> {

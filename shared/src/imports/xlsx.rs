@@ -159,7 +159,7 @@ pub(crate) fn read_xlsx(
                 shaper = Some(RowShaper { width: header.names.len(), index: 0 });
                 Ok(ControlFlow::Continue(()))
             }
-            Some(shaper) => match shaper.shape(row_number, values, malformed)? {
+            Some(shaper) => match shaper.shape(row_number, None, values, malformed)? {
                 Some(row) => Ok(on_row(row)),
                 None => Ok(ControlFlow::Continue(())),
             },

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 struct Candidate {
     row_number: u64,
+    line_number: Option<u64>,
     cells: Vec<String>,
     values: Vec<Option<String>>,
     operation: RowWrite,
@@ -87,9 +88,10 @@ impl<'a> BatchWriter<'a> {
         let mut candidates: Vec<Candidate> = Vec::new();
         for row in rows {
             match row.verdict {
-                Err(problems) => errors.push(row_error(header, row.row_number, &row.cells, &problems)),
+                Err(problems) => errors.push(row_error(header, row.row_number, row.line_number, &row.cells, &problems)),
                 Ok(valid) => candidates.push(Candidate {
                     row_number: row.row_number,
+                    line_number: row.line_number,
                     cells: row.cells,
                     values: valid.values,
                     operation: RowWrite::Insert,
@@ -189,7 +191,8 @@ impl<'a> BatchWriter<'a> {
             }
         }
         for (candidate, problem) in failed_here {
-            errors.push(row_error(header, candidate.row_number, &candidate.cells, std::slice::from_ref(&problem)));
+            let (row, line) = (candidate.row_number, candidate.line_number);
+            errors.push(row_error(header, row, line, &candidate.cells, std::slice::from_ref(&problem)));
         }
         repo::record_errors(&mut tx, self.tenant, self.import.id, self.import.attempt, &errors).await?;
         let failed = if retry {

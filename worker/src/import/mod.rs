@@ -46,6 +46,7 @@ pub struct ImportPayload {
 struct PreparedRow {
     index: u64,
     row_number: u64,
+    line_number: Option<u64>,
     cells: Vec<String>,
     verdict: Result<ValidRow, Vec<Problem>>,
 }
@@ -175,7 +176,13 @@ impl Preparer {
                 Err(problems) => problems.push(problem),
             }
         }
-        Some(PreparedRow { index: row.index, row_number: row.row_number, cells: row.cells, verdict })
+        Some(PreparedRow {
+            index: row.index,
+            row_number: row.row_number,
+            line_number: row.line_number,
+            cells: row.cells,
+            verdict,
+        })
     }
 }
 
@@ -326,6 +333,8 @@ async fn run_retry(context: &JobContext, tenant: TenantId, import: &ImportRun) -
                 SourceRow {
                     index: u64::try_from(done).unwrap_or(0) + offset as u64 + 1,
                     row_number: u64::try_from(row_number).unwrap_or(0),
+                    // The stored error keeps its line: record_errors leaves it alone on conflict.
+                    line_number: None,
                     cells,
                     malformed,
                 }

@@ -77,7 +77,13 @@ fn row_data(header: &[String], cells: &[String]) -> Value {
     Value::Object(object)
 }
 
-pub(super) fn row_error(header: &[String], row_number: u64, cells: &[String], problems: &[Problem]) -> RowError {
+pub(super) fn row_error(
+    header: &[String],
+    row_number: u64,
+    line_number: Option<u64>,
+    cells: &[String],
+    problems: &[Problem],
+) -> RowError {
     let first = &problems[0];
     let message = if problems.len() == 1 {
         first.message.clone()
@@ -86,6 +92,7 @@ pub(super) fn row_error(header: &[String], row_number: u64, cells: &[String], pr
     };
     RowError {
         row_number: i64::try_from(row_number).unwrap_or(i64::MAX),
+        line_number: line_number.map(|line| i64::try_from(line).unwrap_or(i64::MAX)),
         error_type: first.error_type.as_str(),
         code: first.code.as_str(),
         field: first.field.clone(),
