@@ -1,14 +1,16 @@
 //! Imports end to end: real uploads through the API, a real crm-worker process, real Postgres and Redis.
 
 use crm_shared::imports::reader::FileFormat;
-use crm_tests::{Process, Session, TestApp, peak_memory_bytes, valid_leads_csv, wait_processed};
+use crm_tests::{
+    Process, Session, TestApp, import_file, import_tenant, peak_memory_bytes, utf16, valid_leads_csv, wait_processed,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::time::Duration;
 use uuid::Uuid;
 
-const HEADER: [&str; 10] = [
+pub(crate) const HEADER: [&str; 10] = [
     "First Name",
     "Last Name",
     "Email",
@@ -88,15 +90,6 @@ fn csv_text(rows: &[Vec<String>], delimiter: u8, terminator: csv::Terminator) ->
     String::from_utf8(writer.into_inner().expect("csv")).expect("utf-8")
 }
 
-fn utf16(text: &str, little_endian: bool, bom: bool) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let units = if bom { vec![0xFEFF] } else { vec![] }.into_iter().chain(text.encode_utf16());
-    for unit in units {
-        bytes.extend(if little_endian { unit.to_le_bytes() } else { unit.to_be_bytes() });
-    }
-    bytes
-}
-
 fn xlsx(rows: &[Vec<String>]) -> Vec<u8> {
     let mut workbook = rust_xlsxwriter::Workbook::new();
     let sheet = workbook.add_worksheet();
@@ -111,21 +104,6 @@ fn xlsx(rows: &[Vec<String>]) -> Vec<u8> {
         }
     }
     workbook.save_to_buffer().expect("xlsx")
-}
-
-/// A tenant with a sales rep (the owner column names them) and one existing lead.
-async fn import_tenant(app: &TestApp) -> (Session, Session) {
-    let admin = app.tenant().await;
-    let rep = app.user(&admin, "sales", &[]).await;
-    let existing = app
-        .post(
-            "/api/v1/leads",
-            &admin,
-            json!({"first_name": "Existing", "email": "existing@example.com", "company": "OldCo"}),
-        )
-        .await;
-    assert_eq!(existing.status, StatusCode::CREATED, "{}", existing.body);
-    (admin, rep)
 }
 
 /// What an import did, free of ids: counts, errors and the leads it wrote.
@@ -152,13 +130,6 @@ async fn outcome(app: &TestApp, admin: &Session, id: Uuid) -> Value {
         "failed": import["failed"], "errors": errors,
         "leads": leads,
     })
-}
-
-async fn import_file(app: &TestApp, admin: &Session, name: &str, bytes: Vec<u8>, fields: &[(&str, &str)]) -> Uuid {
-    let reply = app.upload(admin, name, bytes, fields).await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED, "{name}: {}", reply.body);
-    assert!(reply.headers.get("location").is_some());
-    reply.id()
 }
 
 #[tokio::test]
