@@ -2,6 +2,7 @@
 //! limits, which column feeds which field, and each row's validation. Pure functions over files and strings,
 //! shared by the upload check in the API and the import job in the worker.
 
+mod csv_file;
 pub mod encoding;
 pub mod headers;
 pub mod reader;

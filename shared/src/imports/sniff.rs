@@ -8,12 +8,27 @@ pub const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 const SAMPLE_RECORDS: usize = 50;
 
 pub fn delimiter(sample: &str) -> u8 {
+    sniff(sample).delimiter
+}
+
+/// What the sample says about the file's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sniffed {
+    pub delimiter: u8,
+    /// Sampled records (the header among them) as wide as the header, with this delimiter.
+    pub matching: usize,
+    /// Sampled records of another width: the reader compares readings of the sample by them.
+    pub ragged: usize,
+}
+
+pub fn sniff(sample: &str) -> Sniffed {
     // The last line of a sample may be cut short; it is left out when there are others.
     let sample = match sample.rfind(['\n', '\r']) {
         Some(end) if end > 0 => &sample[..end],
         _ => sample,
     };
-    let mut best = (b',', 0usize, 0usize);
+    let mut best = Sniffed { delimiter: b',', matching: 0, ragged: 0 };
+    let mut best_width = 0;
     for candidate in CANDIDATES {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(candidate)
@@ -31,12 +46,13 @@ pub fn delimiter(sample: &str) -> u8 {
         if header_width < 2 {
             continue;
         }
-        let agreeing = widths.iter().filter(|width| **width == header_width).count();
-        if (agreeing, header_width) > (best.1, best.2) {
-            best = (candidate, agreeing, header_width);
+        let matching = widths.iter().filter(|width| **width == header_width).count();
+        if (matching, header_width) > (best.matching, best_width) {
+            best = Sniffed { delimiter: candidate, matching, ragged: widths.len() - matching };
+            best_width = header_width;
         }
     }
-    best.0
+    best
 }
 
 #[cfg(test)]

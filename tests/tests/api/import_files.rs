@@ -168,13 +168,19 @@ impl LeadsFile {
     /// The file as CSV. `record_ends` is used in turn, line by line (one entry: the same end everywhere); a
     /// line break inside a quoted cell is written as `break_inside` of the record's turn.
     fn csv(&self, delimiter: u8, record_ends: &[&str], breaks_inside: &[&str]) -> String {
+        self.csv_quoting(delimiter, record_ends, breaks_inside, &['\n', '\r'])
+    }
+
+    /// As `csv`, quoting a cell only when it holds the delimiter, a quote or one of `line_breaks`.
+    fn csv_quoting(&self, delimiter: u8, record_ends: &[&str], breaks_inside: &[&str], line_breaks: &[char]) -> String {
         let delimiter = delimiter as char;
+        let quoted_by: Vec<char> = [delimiter, '"'].into_iter().chain(line_breaks.iter().copied()).collect();
         let write_line = |text: &mut String, cells: &[String], turn: usize| {
             let break_inside = breaks_inside[turn % breaks_inside.len()];
             let quoted: Vec<String> = cells
                 .iter()
                 .map(|cell| {
-                    if cell.contains([delimiter, '"', '\n', '\r']) {
+                    if cell.contains(quoted_by.as_slice()) {
                         format!("\"{}\"", cell.replace('"', "\"\"").replace('\n', break_inside))
                     } else {
                         cell.clone()
@@ -246,6 +252,10 @@ fn variants(file: &LeadsFile) -> Vec<(String, &'static str, Vec<u8>)> {
     let converted = |end: &str| file.csv(b',', &[end], &[end]).into_bytes();
     variants.push(("CRLF inside cells too (unix2dos)".into(), "leads.csv", converted(CRLF)));
     variants.push(("CR inside cells too".into(), "leads.csv", converted(CR)));
+    // Python's csv module with lineterminator='\r' quotes only cells holding a CR: the LFs stay unquoted.
+    let unquoted = file.csv_quoting(b';', &[CR], &[LF], &['\r']);
+    assert!(unquoted.contains(";Two paragraphs:\n\nthe second after a blank line;"), "an unquoted LF is in the file");
+    variants.push(("CR, semicolon, LF inside cells unquoted".into(), "leads.csv", unquoted.into_bytes()));
     let mixed = file.csv(b',', &[LF, CRLF, CR], &[CR, LF, CRLF]);
     variants.push(("every line end mixed in one file".into(), "leads.csv", mixed.into_bytes()));
     let bom = |text: String| [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
