@@ -1,7 +1,7 @@
 //! Field normalisers and the error vocabulary shared by the API (JSON bodies) and the importer (spreadsheet
 //! rows): the same rule gives the same code and message whichever way a value arrives.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -267,8 +267,8 @@ pub fn datetime(time_zone: Tz) -> impl Fn(String) -> Normalized<DateTime<Utc>> {
         }
         let naive = parse_naive_datetime(trimmed).or_else(|| parse_date(trimmed).and_then(|d| d.and_hms_opt(0, 0, 0)));
         naive
-            .and_then(|naive| time_zone.from_local_datetime(&naive).earliest())
-            .map(|local| Some(local.with_timezone(&Utc)))
+            .and_then(|naive| local_to_utc(time_zone, naive))
+            .map(Some)
             .ok_or_else(|| {
                 Invalid(
                     ErrorCode::InvalidDate,
@@ -276,6 +276,20 @@ pub fn datetime(time_zone: Tz) -> impl Fn(String) -> Normalized<DateTime<Utc>> {
                 )
             })
     }
+}
+
+/// A wall-clock time in `time_zone`. An ambiguous one (the hour repeated when clocks go back) is the earlier
+/// instant; one that does not exist (skipped when clocks go forward: spreadsheets hold such values, e.g. times
+/// written in UTC without a zone) is read with the offset in effect before the jump, as Postgres reads it.
+fn local_to_utc(time_zone: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    if let Some(local) = time_zone.from_local_datetime(&naive).earliest() {
+        return Some(local.with_timezone(&Utc));
+    }
+    [3, 27].into_iter().find_map(|hours| {
+        let before = time_zone.from_local_datetime(&(naive - chrono::Duration::hours(hours))).earliest()?;
+        let offset = chrono::Duration::seconds(i64::from(before.offset().fix().local_minus_utc()));
+        Some(DateTime::from_naive_utc_and_offset(naive - offset, Utc))
+    })
 }
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
@@ -369,6 +383,18 @@ mod tests {
             assert_eq!(date(text.into()), Ok(expected), "{text}");
         }
         assert_eq!(date("31st of March".into()).map_err(|e| e.0), Err(ErrorCode::InvalidDate));
+    }
+
+    #[test]
+    fn a_wall_clock_time_skipped_by_daylight_saving_reads_as_postgres_reads_it() {
+        let new_york = parse_time_zone("America/New_York").expect("zone");
+        let parse = datetime(new_york);
+        // 02:38 did not happen on 2023-03-12 in New York: read with the standard-time offset (UTC-5).
+        let skipped = parse("2023-03-12 02:38:32".into()).expect("read").expect("a time");
+        assert_eq!(skipped.to_rfc3339(), "2023-03-12T07:38:32+00:00");
+        // 01:30 happened twice on 2023-11-05: the earlier one (EDT, UTC-4).
+        let repeated = parse("2023-11-05 01:30:00".into()).expect("read").expect("a time");
+        assert_eq!(repeated.to_rfc3339(), "2023-11-05T05:30:00+00:00");
     }
 
     #[test]
