@@ -266,15 +266,12 @@ pub fn datetime(time_zone: Tz) -> impl Fn(String) -> Normalized<DateTime<Utc>> {
             return Ok(Some(datetime.with_timezone(&Utc)));
         }
         let naive = parse_naive_datetime(trimmed).or_else(|| parse_date(trimmed).and_then(|d| d.and_hms_opt(0, 0, 0)));
-        naive
-            .and_then(|naive| local_to_utc(time_zone, naive))
-            .map(Some)
-            .ok_or_else(|| {
-                Invalid(
-                    ErrorCode::InvalidDate,
-                    format!("{trimmed:?} is not a date/time (use ISO 8601, e.g. 2024-03-31T14:00:00Z)"),
-                )
-            })
+        naive.and_then(|naive| local_to_utc(time_zone, naive)).map(Some).ok_or_else(|| {
+            Invalid(
+                ErrorCode::InvalidDate,
+                format!("{trimmed:?} is not a date/time (use ISO 8601, e.g. 2024-03-31T14:00:00Z)"),
+            )
+        })
     }
 }
 
