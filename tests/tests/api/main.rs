@@ -14,3 +14,4 @@ mod roles;
 mod seed;
 mod stalls;
 mod tenancy;
+mod xlsx_limits;
