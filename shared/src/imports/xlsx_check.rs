@@ -27,10 +27,11 @@ pub const MAX_INFLATED_BYTES: u64 = 2048 * MIB;
 pub const RATIO_CHECKED_ABOVE: u64 = 100 * 1024;
 pub const MAX_RATIO: u64 = 100;
 pub const MAX_ENTRIES: usize = 10_000;
-/// The memory calamine's shared-strings table may take. A worker runs at most two imports at once, so two
-/// tables at this bound and the rest of two imports stay under 512 MiB. A 1,048,576-row leads sheet with a
-/// unique email and phone on every row needs about 157 MiB by this estimate (the import_xlsx benchmark prints
-/// it; calamine's measured table is smaller, see `SharedStringsCost`).
+/// The memory calamine's shared-strings table may take, by the upper-bound estimate of `SharedStringsCost`:
+/// room for a full sheet with a unique email and phone on every row, while one import stays well inside the
+/// 512 MiB a worker may use (a worker runs at most two at once). The import_xlsx benchmark's sheet (1,048,575
+/// leads: 2,097,387 strings, 78.1 MiB of XML) is estimated at 156.1 MiB, and the worker importing it peaked
+/// at 233.1 MiB. Two imports at this bound at once have not been measured.
 pub const MAX_SHARED_STRINGS_MEMORY: u64 = 192 * MIB;
 /// Cell formats, fonts, fills and borders in the styles part. Excel itself stops at 64,000 cell formats.
 pub const MAX_STYLE_RECORDS: u64 = 200_000;
@@ -75,8 +76,9 @@ impl XlsxLimits {
 /// string is a heap block of its length rounded up to 16 with 8 bytes of header, at least 32 bytes (glibc), so
 /// at most its length + 31; and each `<si>` carries at least 16 bytes of markup (`<si><t>`, `</t></si>`), so the
 /// strings' lengths add up to at most the XML's size less 16 a string. Hence at most
-/// `24 × max(strings, declared) + xml_bytes + 15 × strings`. For the benchmark's 1,048,575-row leads sheet
-/// (2,102,308 strings, 82.9 MB of XML) that is 157 MiB, where calamine alone was measured at 132 MiB VmHWM.
+/// `24 × max(strings, declared) + xml_bytes + 15 × strings`. For a generated sheet of 1,048,575 leads with a
+/// unique email and phone each (2,102,308 strings, 82.9 MB of XML) that is 157 MiB, where a process that only
+/// opened it with calamine and read its cells peaked at 132 MiB.
 /// Rich text (several `<r>` runs in one `<si>`) can leave up to its own length of spare capacity on top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedStringsCost {
@@ -481,7 +483,8 @@ mod tests {
 
     #[test]
     fn a_full_sheet_of_unique_emails_and_phones_fits_the_shared_strings_budget() {
-        // The shape of the import_xlsx benchmark's sheet: 2,102,308 strings in 82,874,494 bytes of XML.
+        // A generated sheet of 1,048,575 leads with a unique email and phone each, as measured: 2,102,308
+        // strings in 82,874,494 bytes of XML.
         let sheet = SharedStringsCost { xml_bytes: 82_874_494, strings: 2_102_308, declared_unique: 2_102_308 };
         assert!(sheet.estimated_bytes() <= MAX_SHARED_STRINGS_MEMORY, "{} bytes", sheet.estimated_bytes());
         // Eight unique text columns on every one of those rows do not.
