@@ -55,8 +55,10 @@ use utoipa::{Modify, OpenApi};
             `row_number` is the row's place in the file counting the header as row 1 (for CSV the line the record \
             starts on; for XLSX the sheet row). Each failed row has one error (the first problem's type, code and \
             field; the message lists every problem). Limits: IMPORT_MAX_BYTES, 1,048,576 data rows, 200 columns, \
-            32,767 characters a cell; an .xlsx whose zip entries inflate past 256 MiB, or past 100:1 for entries over \
-            100 KiB, is refused without being inflated; so is one whose shared strings inflate past 128 MiB (save it as CSV)."),
+            32,767 characters a cell; an .xlsx whose zip entries inflate past 2 GiB, or past 100:1 for entries over \
+            100 KiB, or that has more than 10,000 entries, is refused without being inflated; so is one whose shared \
+            strings would take more than 192 MiB of memory to read (save it as CSV). errors.csv puts a ' before any \
+            cell a spreadsheet would run as a formula; an import takes it off again."),
         (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]

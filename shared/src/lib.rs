@@ -2,6 +2,7 @@
 //! validation, access rules), the repositories over Postgres, job definitions and the shutdown primitive.
 
 pub mod config;
+pub mod csv_safety;
 pub mod db;
 pub mod domain;
 pub mod error;

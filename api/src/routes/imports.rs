@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
+use crm_shared::csv_safety::SafeCsvWriter;
 use crm_shared::db::audit::{self, AuditEntry};
 use crm_shared::db::imports::{self as repo, ErrorFilter, ImportErrorView, ImportView, NewImport};
 use crm_shared::db::jobs::{self, NewJob};
@@ -512,7 +513,8 @@ pub async fn list_errors(
 }
 
 /// The failed rows as they were in the file, each with `row_number, error_type, code, field, message` in front:
-/// fix them in a spreadsheet and upload the file again. Unresolved rows by default (`resolved` filters).
+/// fix them in a spreadsheet and upload the file again. Unresolved rows by default (`resolved` filters). A cell
+/// a spreadsheet would run as a formula comes with a leading `'` (§6), which the import takes off again.
 #[utoipa::path(get, path = "/api/v1/imports/{id}/errors.csv", tag = "imports", params(("id" = Uuid, Path), ErrorListParams),
     responses((status = 200, description = "text/csv, UTF-8", content_type = "text/csv", body = String)))]
 pub async fn errors_csv(
@@ -535,7 +537,8 @@ pub async fn errors_csv(
         .into_iter()
         .map(str::to_owned)
         .chain(header.iter().cloned())
-        .collect()]);
+        .collect()])
+    .map_err(ApiError::internal)?;
     // Pages of rows stream out: a million failed rows never sit in memory at once.
     let pages = futures::stream::unfold(Some(0i64), move |after| {
         let (pool, mut filter, header) = (pool.clone(), filter.clone(), header.clone());
@@ -569,7 +572,7 @@ pub async fn errors_csv(
                         }))
                         .collect::<Vec<String>>()
                     });
-                    Some((Ok(bytes::Bytes::from(csv_lines(lines))), next))
+                    Some((csv_lines(lines).map(bytes::Bytes::from), next))
                 }
             }
         }
@@ -589,14 +592,14 @@ pub async fn errors_csv(
         .into_response())
 }
 
-/// CSV records, CRLF-terminated (what spreadsheets expect), written by one writer.
-fn csv_lines(records: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+/// CSV records through the product's one CSV writer: CRLF line ends, and cells a spreadsheet would run as a
+/// formula guarded with `'` (§6), header names included.
+fn csv_lines(records: impl IntoIterator<Item = Vec<String>>) -> std::io::Result<Vec<u8>> {
+    let mut writer = SafeCsvWriter::new(Vec::new());
     for record in records {
-        // Writing to a Vec cannot fail.
-        let _ = writer.write_record(&record);
+        writer.write_record(&record)?;
     }
-    writer.into_inner().unwrap_or_default()
+    Ok(writer.into_inner()?)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

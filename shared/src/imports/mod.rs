@@ -9,3 +9,4 @@ pub mod reader;
 pub mod rows;
 pub mod sniff;
 pub mod xlsx;
+pub mod xlsx_check;

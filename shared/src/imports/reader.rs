@@ -14,6 +14,7 @@
 
 use super::encoding::TextEncoding;
 use super::{csv_file, xlsx};
+use crate::csv_safety;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -124,7 +125,8 @@ pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, ReadSummar
 pub fn header_names(cells: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(cells.len());
     for (column, cell) in cells.iter().enumerate() {
-        let trimmed = cell.trim().trim_start_matches('\u{feff}').trim();
+        // errors.csv guards header names too (§6 formula rule), so a re-imported file maps them back.
+        let trimmed = csv_safety::strip_formula_guard(cell.trim().trim_start_matches('\u{feff}').trim());
         let base = if trimmed.is_empty() { format!("column {}", column + 1) } else { trimmed.to_owned() };
         let mut name = base.clone();
         let mut copy = 2;
@@ -151,6 +153,8 @@ impl RowShaper {
         mut cells: Vec<String>,
         malformed: Option<String>,
     ) -> Result<Option<SourceRow>, FileError> {
+        // Every CSV and XLSX cell passes here: the `'` a CSV writer put before a formula character goes (§6).
+        cells.iter_mut().for_each(csv_safety::strip_formula_guard_in_place);
         if malformed.is_none() && cells.iter().all(|cell| cell.trim().is_empty()) {
             return Ok(None);
         }

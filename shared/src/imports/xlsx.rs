@@ -1,126 +1,14 @@
-//! XLSX files: the zip is checked entry by entry before calamine opens it, then the first sheet's cells are
-//! streamed into rows.
-//!
-//! The check inflates each entry into a counter (nothing is kept) and stops the moment a bound is passed, so
-//! a zip bomb costs at most the budget's worth of inflating and no memory. Declared sizes in zip headers are
-//! not trusted: the counted bytes are. calamine reads the shared strings into memory and reserves space for
-//! the count the file declares, so that count is bounded too.
+//! XLSX files: the zip is checked entry by entry before calamine opens it (`xlsx_check`: a bomb or a file
+//! whose shared strings, styles or cells calamine could not hold in bounded memory is refused unopened), then
+//! the first sheet's cells are streamed into rows.
 
 use super::reader::{FileError, Header, MAX_COLUMNS, ReadSummary, RowShaper, SourceRow, header_names};
+use super::xlsx_check::check_zip;
 use calamine::{DataRef, Reader, Xlsx};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::ops::ControlFlow;
 use std::path::Path;
-
-/// Total inflated bytes of all entries.
-pub const MAX_INFLATED_BYTES: u64 = 256 * 1024 * 1024;
-/// Entries inflating past this size may not inflate more than `MAX_RATIO` times their compressed size.
-pub const RATIO_CHECKED_ABOVE: u64 = 100 * 1024;
-pub const MAX_RATIO: u64 = 100;
-pub const MAX_ENTRIES: usize = 10_000;
-/// Strings calamine will hold (and reserve room for) from the shared-strings table.
-pub const MAX_SHARED_STRINGS: u64 = 4_000_000;
-/// calamine holds the whole shared-strings table in memory: its XML may inflate to this much (about 1,000,000
-/// rows of unique names and emails). Larger sheets import as CSV, which streams.
-pub const MAX_SHARED_STRINGS_BYTES: u64 = 128 * 1024 * 1024;
-
-/// What the check found: the sizes an operator may want to see in a log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZipReport {
-    pub entries: usize,
-    pub inflated_bytes: u64,
-}
-
-pub fn check_zip(path: &Path) -> Result<ZipReport, FileError> {
-    let file = File::open(path)?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|error| FileError(format!("the .xlsx file is not a readable zip archive ({error})")))?;
-    if archive.len() > MAX_ENTRIES {
-        return Err(FileError(format!(
-            "the .xlsx file has {} entries; at most {MAX_ENTRIES} are allowed",
-            archive.len()
-        )));
-    }
-    let mut inflated_total = 0u64;
-    for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|error| FileError(format!("the .xlsx file has an entry that cannot be read ({error})")))?;
-        let name = entry.name().map(|name| name.into_owned()).unwrap_or_else(|_| format!("entry {index}"));
-        if entry.encrypted() {
-            return Err(FileError(
-                "the .xlsx file is password-protected; remove the password and upload it again".into(),
-            ));
-        }
-        let compressed = entry.compressed_size();
-        let ratio_cap = RATIO_CHECKED_ABOVE.max(compressed.saturating_mul(MAX_RATIO));
-        let budget = MAX_INFLATED_BYTES - inflated_total;
-        let cap = ratio_cap.min(budget);
-        let mut head = Vec::new();
-        let counted = count_inflated(&mut entry, cap + 1, &mut head)
-            .map_err(|error| FileError(format!("the .xlsx entry {name:?} cannot be inflated ({error})")))?;
-        if counted > ratio_cap {
-            return Err(FileError(format!(
-                "the .xlsx entry {name:?} inflates more than {MAX_RATIO} times its compressed size ({compressed} bytes); \
-                 the file looks like a zip bomb and was not opened"
-            )));
-        }
-        if counted > budget {
-            return Err(FileError(format!(
-                "the .xlsx file inflates past {} MiB; it was not opened (save large sheets as CSV)",
-                MAX_INFLATED_BYTES / (1024 * 1024)
-            )));
-        }
-        inflated_total += counted;
-        if name.eq_ignore_ascii_case("xl/sharedStrings.xml") {
-            check_shared_strings(counted, MAX_SHARED_STRINGS_BYTES, &head)?;
-        }
-    }
-    Ok(ZipReport { entries: archive.len(), inflated_bytes: inflated_total })
-}
-
-/// Inflates into a counter, keeping the first 4 KiB (where the shared-strings count is declared).
-fn count_inflated(entry: &mut impl Read, limit: u64, head: &mut Vec<u8>) -> std::io::Result<u64> {
-    let mut limited = entry.take(limit);
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let read = limited.read(&mut buffer)?;
-        if read == 0 {
-            return Ok(total);
-        }
-        if head.len() < 4096 {
-            let wanted = (4096 - head.len()).min(read);
-            head.extend_from_slice(&buffer[..wanted]);
-        }
-        total += read as u64;
-    }
-}
-
-fn check_shared_strings(inflated: u64, max_bytes: u64, head: &[u8]) -> Result<(), FileError> {
-    if inflated > max_bytes {
-        return Err(FileError(format!(
-            "the .xlsx file's shared strings inflate to {} MiB, more than the {} MiB an import holds in memory; \
-             save the sheet as CSV and upload that",
-            inflated / (1024 * 1024),
-            max_bytes / (1024 * 1024)
-        )));
-    }
-    let text = String::from_utf8_lossy(head);
-    for attribute in ["uniqueCount=\"", "count=\""] {
-        if let Some(start) = text.find(attribute) {
-            let digits: String = text[start + attribute.len()..].chars().take_while(char::is_ascii_digit).collect();
-            let count = digits.parse::<u64>().unwrap_or(u64::MAX);
-            if count > MAX_SHARED_STRINGS {
-                return Err(FileError(format!(
-                    "the .xlsx file declares {digits} shared strings; at most {MAX_SHARED_STRINGS} are allowed"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
 
 pub(crate) fn read_xlsx(
     path: &Path,
@@ -228,16 +116,82 @@ fn cell_text(value: &DataRef<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    /// The smallest workbook calamine reads: one sheet of inline strings, one row a `Vec`.
+    fn workbook(rows: &[&[&str]]) -> std::path::PathBuf {
+        let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('\r', "_x000D_");
+        let mut sheet =
+            String::from("<worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"><sheetData>");
+        for (row, cells) in rows.iter().enumerate() {
+            sheet.push_str(&format!("<row r=\"{}\">", row + 1));
+            for (column, cell) in cells.iter().enumerate() {
+                let reference = format!("{}{}", char::from(b'A' + column as u8), row + 1);
+                sheet.push_str(&format!(
+                    "<c r=\"{reference}\" t=\"inlineStr\"><is><t xml:space=\"preserve\">{}</t></is></c>",
+                    escape(cell)
+                ));
+            }
+            sheet.push_str("</row>");
+        }
+        sheet.push_str("</sheetData></worksheet>");
+        let relationship = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+        let parts = [
+            (
+                "_rels/.rels",
+                format!(
+                    "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId1\" Type=\"{relationship}/officeDocument\" Target=\"xl/workbook.xml\"/></Relationships>"
+                ),
+            ),
+            (
+                "xl/workbook.xml",
+                format!(
+                    "<workbook xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" xmlns:r=\"{relationship}\"><sheets><sheet name=\"Leads\" sheetId=\"1\" r:id=\"rId1\"/></sheets></workbook>"
+                ),
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                format!(
+                    "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId1\" Type=\"{relationship}/worksheet\" Target=\"worksheets/sheet1.xml\"/></Relationships>"
+                ),
+            ),
+            ("xl/worksheets/sheet1.xml", sheet),
+        ];
+        let path = std::env::temp_dir().join(format!("crm-xlsx-{}.xlsx", uuid::Uuid::new_v4()));
+        let mut writer = zip::ZipWriter::new(File::create(&path).expect("create"));
+        for (name, text) in parts {
+            writer.start_file(name, zip::write::SimpleFileOptions::default()).expect("entry");
+            writer.write_all(text.as_bytes()).expect("write");
+        }
+        writer.finish().expect("finish");
+        path
+    }
 
     #[test]
-    fn a_declared_shared_string_count_past_the_bound_is_refused() {
-        let small = br#"<?xml version="1.0"?><sst xmlns="x" count="10" uniqueCount="8">"#;
-        assert_eq!(check_shared_strings(1000, MAX_SHARED_STRINGS_BYTES, small), Ok(()));
-        let huge = br#"<?xml version="1.0"?><sst xmlns="x" count="4000000001" uniqueCount="4000000001">"#;
-        let error = check_shared_strings(1000, MAX_SHARED_STRINGS_BYTES, huge).expect_err("too many");
-        assert!(error.0.contains("4000000001 shared strings"), "{error}");
-        let error = check_shared_strings(3 * 1024 * 1024, 2 * 1024 * 1024, small).expect_err("too large");
-        assert!(error.0.contains("save the sheet as CSV"), "{error}");
+    fn guarded_formula_cells_and_header_names_read_back_without_their_guard() {
+        let path = workbook(&[
+            &["first_name", "'=Remarks", "notes"],
+            &["'=HYPERLINK(\"http://evil.test/\",\"x\")", "'\rlead", "''+quoted"],
+            &["'+14155550100", "-12.5", "O'Brien"],
+        ]);
+        let mut header = None;
+        let mut rows = Vec::new();
+        let summary = read_xlsx(
+            &path,
+            |found| {
+                header = Some(found.names.clone());
+                Ok(())
+            },
+            |row| {
+                rows.push(row.cells);
+                ControlFlow::Continue(())
+            },
+        );
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(summary.expect("read").data_rows, 2);
+        assert_eq!(header.expect("header"), ["first_name", "=Remarks", "notes"]);
+        assert_eq!(rows[0], ["=HYPERLINK(\"http://evil.test/\",\"x\")", "\rlead", "'+quoted"]);
+        assert_eq!(rows[1], ["+14155550100", "-12.5", "O'Brien"]);
     }
 
     #[test]

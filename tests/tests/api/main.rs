@@ -1,6 +1,7 @@
 //! End-to-end tests of the API against real Postgres and Redis, and of the three binaries as processes.
 
 mod bad_input;
+mod formula_cells;
 mod import_files;
 mod import_rights;
 mod imports;
@@ -13,3 +14,4 @@ mod roles;
 mod seed;
 mod stalls;
 mod tenancy;
+mod xlsx_limits;
