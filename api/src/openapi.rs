@@ -52,8 +52,9 @@ use utoipa::{Modify, OpenApi};
             Admins, managers and sales import (readonly and support get 403); an import writes only what its importer may \
             write (an upsert match outside their rights fails `duplicate_existing`; a client they cannot see is \
             `unknown_client`). Admins see the tenant's imports, everyone else their own (404 for others'). \
-            `row_number` is the row's place in the file counting the header as row 1 (for CSV the line the record \
-            starts on; for XLSX the sheet row). Each failed row has one error (the first problem's type, code and \
+            `row_number` is the row as a spreadsheet program shows the file: the header is row 1 and each record one \
+            row, however many line breaks its quoted cells hold, so CSV and XLSX of the same data agree; \
+            `line_number` is the CSV line the record starts on (null for XLSX). Each failed row has one error (the first problem's type, code and \
             field; the message lists every problem). Limits: IMPORT_MAX_BYTES, 1,048,576 data rows, 200 columns, \
             32,767 characters a cell; an .xlsx whose zip entries inflate past 2 GiB, or past 100:1 for entries over \
             100 KiB, or that has more than 10,000 entries, is refused without being inflated; so is one whose shared \

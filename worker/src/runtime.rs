@@ -60,8 +60,8 @@ pub struct JobRuntime {
     pub fault_injection: bool,
     /// Where uploaded files are read from.
     pub storage: crm_shared::storage::Storage,
-    /// Imports reading their files at once in this process: each holds up to a few hundred MiB at worst (an
-    /// .xlsx's shared strings), so the process's memory stays bounded whatever --concurrency says.
+    /// Imports reading their files at once in this process: each holds up to about 200 MiB at worst (an .xlsx's
+    /// shared strings, bounded by `xlsx_check`), so the process's memory stays bounded whatever --concurrency says.
     pub import_slots: tokio::sync::Semaphore,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
