@@ -47,7 +47,9 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Users and the audit log (admins)"),
         (name = "teams", description = "Teams (admins)"),
         (name = "leads"), (name = "clients"), (name = "projects"), (name = "interactions"), (name = "tickets"),
-        (name = "jobs", description = "Background jobs: status, progress, cancel, retry"),
+        (name = "jobs", description = "Background jobs: status, progress, cancel, retry. Admins see, cancel and retry \
+            the tenant's jobs; everyone else the jobs they started and the jobs of their imports (another's is 404; \
+            readonly may not cancel or retry). A job's `error` names what went wrong, never a raw database error."),
         (name = "imports", description = "Spreadsheet imports: upload, progress, failed rows, corrections, retry. \
             Admins, managers and sales import (readonly and support get 403); an import writes only what its importer may \
             write (an upsert match outside their rights fails `duplicate_existing`; a client they cannot see is \

@@ -41,11 +41,18 @@ pub enum JobError {
     Fenced,
 }
 
+/// What the job's `error` says is for the people who read it in the API: which dependency was down, never a
+/// raw database error (those can name tables, constraints and values); the detail goes to the worker's log.
 impl From<crm_shared::DomainError> for JobError {
     fn from(error: crm_shared::DomainError) -> Self {
         match error {
-            crm_shared::DomainError::Unavailable(..) | crm_shared::DomainError::Internal(_) => {
-                JobError::Transient(error.to_string())
+            crm_shared::DomainError::Unavailable(..) => JobError::Transient(error.to_string()),
+            crm_shared::DomainError::Internal(detail) => {
+                tracing::warn!(error = %detail, "the job was interrupted by an internal error");
+                JobError::Transient(
+                    "the job was interrupted by an internal error (the worker's log has the detail); it will run again"
+                        .into(),
+                )
             }
             other => JobError::Permanent(other.to_string()),
         }
@@ -267,6 +274,17 @@ pub async fn handle(task: JobTask, runtime: Data<Arc<JobRuntime>>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jobs_error_never_carries_a_raw_database_error() {
+        let raw = anyhow::anyhow!("duplicate key value violates unique constraint \"leads_secret_idx\"");
+        let JobError::Transient(message) = JobError::from(crm_shared::DomainError::Internal(raw)) else {
+            panic!("an internal error is worth another try");
+        };
+        assert!(!message.contains("leads_secret_idx") && message.contains("internal error"), "{message}");
+        let down = crm_shared::DomainError::Unavailable("database", anyhow::anyhow!("connection refused"));
+        assert!(matches!(JobError::from(down), JobError::Transient(message) if message == "database is unavailable"));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

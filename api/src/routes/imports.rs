@@ -743,7 +743,7 @@ pub async fn cancel_import(
         return Err(conflict(format!("the import has already ended ({})", view.status)));
     }
     if let Some(job_id) = view.job_id {
-        let job = jobs::request_cancel(&mut tx, auth.tenant_id, job_id).await?;
+        let job = jobs::request_cancel(&mut tx, auth.tenant_id, job_id, None).await?;
         if job.is_some_and(|job| job.status == "cancelled") {
             repo::mark_cancelled(&mut tx, auth.tenant_id, id).await?;
         }

@@ -388,15 +388,33 @@ pub async fn recover_stale(pool: &PgPool, stale_after: Duration) -> Result<(u64,
 
 // ------------------------------------------------------------------ the API's view (tenant transactions)
 
-pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<JobRow>, DomainError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(conn).await?)
+/// Who sees a job when `seen_by` is set: whoever started it, and for an import's job whoever started the import
+/// (an admin's retry of a rep's import is still the rep's to watch). `param` is the placeholder holding the user.
+fn seen_by_condition(param: &str) -> String {
+    format!(
+        "({param}::uuid IS NULL OR created_by = {param} OR (resource_type = 'import' AND resource_id IN \
+         (SELECT i.id FROM imports i WHERE i.tenant_id = jobs.tenant_id AND i.created_by = {param})))"
+    )
 }
 
-/// Newest first. `before` is the cursor: the (created_at, id) of the last job of the previous page.
+/// `seen_by`: only a job that user may see (everyone but admins sees only their own); `None` for any.
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    seen_by: Option<Uuid>,
+) -> Result<Option<JobRow>, DomainError> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2 AND {}", seen_by_condition("$3"));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).bind(seen_by).fetch_optional(conn).await?)
+}
+
+/// Newest first. `before` is the cursor: the (created_at, id) of the last job of the previous page. `seen_by`
+/// as in `get`.
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
+    seen_by: Option<Uuid>,
     kind: Option<JobKind>,
     status: Option<JobStatus>,
     before: Option<(DateTime<Utc>, Uuid)>,
@@ -405,7 +423,8 @@ pub async fn list(
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2) \
          AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
-         ORDER BY created_at DESC, id DESC LIMIT $6"
+         AND {} ORDER BY created_at DESC, id DESC LIMIT $6",
+        seen_by_condition("$7")
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
@@ -414,6 +433,7 @@ pub async fn list(
         .bind(before.map(|(at, _)| at))
         .bind(before.map(|(_, id)| id))
         .bind(limit)
+        .bind(seen_by)
         .fetch_all(conn)
         .await?)
 }
@@ -424,18 +444,21 @@ pub async fn request_cancel(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,
+    seen_by: Option<Uuid>,
 ) -> Result<Option<JobRow>, DomainError> {
     let sql = format!(
         "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now(), \
              status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
              finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END \
-         WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING {JOB_COLUMNS}"
+         WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') AND {} RETURNING {JOB_COLUMNS}",
+        seen_by_condition("$3")
     );
-    if let Some(row) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(&mut *conn).await?
+    if let Some(row) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).bind(seen_by).fetch_optional(&mut *conn).await?
     {
         return Ok(Some(row));
     }
-    match get(conn, tenant, id).await? {
+    match get(conn, tenant, id, seen_by).await? {
         None => Ok(None),
         Some(job) => {
             Err(DomainError::Conflict { message: format!("the job has already ended ({})", job.status), field: None })
@@ -444,17 +467,24 @@ pub async fn request_cancel(
 }
 
 /// Runs a failed or dead job again from a clean slate of attempts.
-pub async fn retry(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<JobRow>, DomainError> {
+pub async fn retry(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    seen_by: Option<Uuid>,
+) -> Result<Option<JobRow>, DomainError> {
     let sql = format!(
         "UPDATE jobs SET status = 'queued', attempts = 0, error = NULL, run_at = now(), dispatched_at = NULL, \
              redis_task_id = NULL, worker_name = NULL, cancel_requested_at = NULL, finished_at = NULL, updated_at = now() \
-         WHERE tenant_id = $1 AND id = $2 AND status IN ('failed', 'dead') RETURNING {JOB_COLUMNS}"
+         WHERE tenant_id = $1 AND id = $2 AND status IN ('failed', 'dead') AND {} RETURNING {JOB_COLUMNS}",
+        seen_by_condition("$3")
     );
-    if let Some(row) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).fetch_optional(&mut *conn).await?
+    if let Some(row) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(id).bind(seen_by).fetch_optional(&mut *conn).await?
     {
         return Ok(Some(row));
     }
-    match get(conn, tenant, id).await? {
+    match get(conn, tenant, id, seen_by).await? {
         None => Ok(None),
         Some(job) => Err(DomainError::Conflict {
             message: format!("only failed or dead jobs can be retried; this one is {}", job.status),

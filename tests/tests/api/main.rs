@@ -5,6 +5,7 @@ mod formula_cells;
 mod import_files;
 mod import_rights;
 mod imports;
+mod job_rights;
 mod jobs;
 mod openapi;
 mod postgres_restart;
