@@ -37,6 +37,7 @@ where
             ));
         }
         let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        refuse_control_characters_in_json(&bytes)?;
         let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(deserializer) {
             Ok(value) => Ok(ApiJson(value)),
@@ -66,6 +67,59 @@ where
     }
 }
 
+/// C0 control characters other than tab, LF and CR: no text field holds them legitimately, and Postgres refuses
+/// NUL in text (it was a 500). JSON can only carry them escaped (`\u0000`), so the bytes are parsed again, to name
+/// the field, only when such an escape is present.
+fn is_forbidden_control(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r') && c != '\u{7f}'
+}
+
+fn control_character_message(text: &str) -> Option<String> {
+    text.chars()
+        .find(|c| is_forbidden_control(*c))
+        .map(|c| format!("must not contain control characters (found U+{:04X})", u32::from(c)))
+}
+
+fn refuse_control_characters_in_json(bytes: &[u8]) -> Result<(), ApiError> {
+    let escaped_control = bytes.windows(6).any(|window| {
+        window.starts_with(b"\\u00")
+            && std::str::from_utf8(&window[4..])
+                .ok()
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .and_then(char::from_u32)
+                .is_some_and(is_forbidden_control)
+    });
+    if !escaped_control {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Ok(()) };
+    match find_control_character(&value, "") {
+        Some((field, message)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "the request has invalid fields")
+                .with_details(json!({ "fields": { field: message } })))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The first string (or key) holding a forbidden control character, with its path (`notes`, `items[2].name`).
+fn find_control_character(value: &serde_json::Value, path: &str) -> Option<(String, String)> {
+    let name = |path: &str| if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    match value {
+        serde_json::Value::String(text) => control_character_message(text).map(|message| (name(path), message)),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(index, item)| find_control_character(item, &format!("{path}[{index}]")))
+        }
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            control_character_message(key)
+                .map(|message| (here.clone(), message))
+                .or_else(|| find_control_character(item, &here))
+        }),
+        _ => None,
+    }
+}
+
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
@@ -85,6 +139,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        if let Some((name, message)) = form_urlencoded::parse(query).find_map(|(name, value)| {
+            control_character_message(&name).or(control_character_message(&value)).map(|m| (name, m))
+        }) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_query",
+                "the query has invalid parameters",
+            )
+            .with_details(json!({ "fields": { name.into_owned(): message } })));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(error)) => {

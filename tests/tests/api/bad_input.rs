@@ -168,3 +168,31 @@ async fn login_failures_are_rate_limited_and_audited() {
     unknown.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(unknown.body["error"], "the email or password is incorrect");
 }
+
+/// Issue 9, finding 8: a NUL byte (Postgres refuses it in text) was a 500 with a backtrace in the log.
+#[tokio::test]
+async fn control_characters_are_a_422_naming_the_field_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+
+    let login = app.login("ada\u{0}@tenant.test", PASSWORD).await;
+    login.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(login.field_error("email").is_some_and(|m| m.contains("U+0000")), "{}", login.body);
+
+    let nul = app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada\u{0}" })).await;
+    nul.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(nul.field_error("first_name").is_some_and(|m| m.contains("control characters")), "{}", nul.body);
+    let bell = app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "notes": "ring \u{7}" })).await;
+    bell.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(bell.field_error("notes").is_some_and(|m| m.contains("U+0007")), "{}", bell.body);
+    assert_eq!(app.count_rows("leads", Some(admin.tenant_id)).await, 0, "nothing was written");
+
+    // Tabs and line breaks are text; so is a backslash followed by "u0000".
+    let fine = app.post("/api/v1/leads", &admin, json!({ "first_name": "Ada", "notes": "a\tb\nc\r\\u0000" })).await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{}", fine.body);
+
+    let query = app.get("/api/v1/leads?q=Ada%00", &admin).await;
+    query.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    assert!(query.field_error("q").is_some_and(|m| m.contains("U+0000")), "{}", query.body);
+    assert_eq!(app.count_rows("leads", Some(admin.tenant_id)).await, 1);
+}
