@@ -128,6 +128,24 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// The longest caller-supplied request id kept.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// A caller's `x-request-id` is kept only when it is short and plain (letters, digits, `-`, `_`, `.`, `:`);
+/// anything else is replaced by a fresh id, so an 8 KiB or control-laden id never reaches the logs or job rows.
+async fn drop_unusable_request_id(mut request: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let usable = request.headers().get(&REQUEST_ID).and_then(|value| value.to_str().ok()).is_none_or(|id| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_CHARS
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    });
+    if !usable || request.headers().get(&REQUEST_ID).is_some_and(|value| value.to_str().is_err()) {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 async fn openapi_json() -> impl IntoResponse {

@@ -196,3 +196,22 @@ async fn control_characters_are_a_422_naming_the_field_and_write_nothing() {
     assert!(query.field_error("q").is_some_and(|m| m.contains("U+0000")), "{}", query.body);
     assert_eq!(app.count_rows("leads", Some(admin.tenant_id)).await, 1);
 }
+
+/// Issue 9, finding 11: a caller's x-request-id of any size was kept, logged and stored on jobs.
+#[tokio::test]
+async fn only_short_plain_request_ids_are_kept() {
+    let app = TestApp::spawn().await;
+    let send = |id: String| app.client.get(format!("{}/health", app.address)).header("x-request-id", id).send();
+    let echoed = |response: &reqwest::Response| {
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let plain = send("trace-42.a:b_c".into()).await.expect("sent");
+    assert_eq!(echoed(&plain), "trace-42.a:b_c", "a plain id is kept");
+    for unusable in ["x".repeat(8 * 1024), "has space".into(), "<script>".into()] {
+        let response = send(unusable.clone()).await.expect("sent");
+        let replaced = echoed(&response);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_ne!(replaced, unusable);
+        assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "a fresh id instead of {:.20}: {replaced}", unusable);
+    }
+}
