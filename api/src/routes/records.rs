@@ -242,7 +242,7 @@ macro_rules! record_endpoints {
             use axum::extract::State;
             use axum::routing::{get, post};
 
-            #[utoipa::path(get, path = $collection, tag = $tag, params(ListParams, $filters),
+            #[utoipa::path(get, path = $collection, tag = $tag, operation_id = concat!("list_", $tag), params(ListParams, $filters),
                 responses((status = 200, description = "A page of visible records", body = ListResponse<$row>)))]
             pub async fn list(
                 State(state): State<AppState>,
@@ -253,7 +253,7 @@ macro_rules! record_endpoints {
                 generic::list::<$resource>(state, auth, params, filters).await
             }
 
-            #[utoipa::path(post, path = $collection, tag = $tag, request_body = $create,
+            #[utoipa::path(post, path = $collection, tag = $tag, operation_id = concat!("create_", $tag), request_body = $create,
                 responses((status = 201, description = "Created", body = Data<$row>)))]
             pub async fn create(
                 State(state): State<AppState>,
@@ -263,7 +263,7 @@ macro_rules! record_endpoints {
                 generic::create::<$resource>(state, auth, body).await
             }
 
-            #[utoipa::path(get, path = $item, tag = $tag, params(("id" = Uuid, Path)),
+            #[utoipa::path(get, path = $item, tag = $tag, operation_id = concat!("get_", $tag), params(("id" = Uuid, Path)),
                 responses((status = 200, description = "The record", body = Data<$row>)))]
             pub async fn get_one(
                 State(state): State<AppState>,
@@ -273,7 +273,7 @@ macro_rules! record_endpoints {
                 generic::get::<$resource>(state, auth, id).await
             }
 
-            #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = Uuid, Path)), request_body = $update,
+            #[utoipa::path(patch, path = $item, tag = $tag, operation_id = concat!("update_", $tag), params(("id" = Uuid, Path)), request_body = $update,
                 responses((status = 200, description = "Updated; absent fields are unchanged, null clears", body = Data<$row>)))]
             pub async fn update(
                 State(state): State<AppState>,
@@ -284,7 +284,7 @@ macro_rules! record_endpoints {
                 generic::update::<$resource>(state, auth, id, body).await
             }
 
-            #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = Uuid, Path)),
+            #[utoipa::path(delete, path = $item, tag = $tag, operation_id = concat!("delete_", $tag), params(("id" = Uuid, Path)),
                 responses((status = 204, description = "Moved to the trash")))]
             pub async fn delete(
                 State(state): State<AppState>,
@@ -294,7 +294,7 @@ macro_rules! record_endpoints {
                 generic::delete::<$resource>(state, auth, id).await
             }
 
-            #[utoipa::path(post, path = $restore, tag = $tag, params(("id" = Uuid, Path)),
+            #[utoipa::path(post, path = $restore, tag = $tag, operation_id = concat!("restore_", $tag), params(("id" = Uuid, Path)),
                 responses((status = 200, description = "Restored from the trash", body = Data<$row>)))]
             pub async fn restore(
                 State(state): State<AppState>,

@@ -4,7 +4,9 @@
 
 /// Defines an enumeration stored as text, with its canonical spellings.
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    // `$text:tt`, not `:literal`: a `literal` fragment reaches derive macros wrapped in an invisible group, which
+    // serde reads but utoipa does not (the OpenAPI document then showed `ColdCall` where the API says `Cold Call`).
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {
@@ -85,6 +87,16 @@ text_enum!(TicketStatus { Open => "open", InProgress => "in_progress", Resolved 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_schema_lists_the_values_the_api_writes() {
+        let schema = serde_json::to_value(<LeadSource as utoipa::PartialSchema>::schema()).expect("schema");
+        let values: Vec<&str> =
+            schema["enum"].as_array().expect("an enumeration").iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(values, LeadSource::ALL.iter().map(|value| value.as_str()).collect::<Vec<_>>(), "{schema}");
+        let schema = serde_json::to_value(<Role as utoipa::PartialSchema>::schema()).expect("schema");
+        assert_eq!(schema["enum"][0], "admin", "{schema}");
+    }
 
     #[test]
     fn parsing_ignores_case_spacing_and_separators() {

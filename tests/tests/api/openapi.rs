@@ -81,6 +81,21 @@ async fn the_document_covers_every_route_and_its_errors() {
     let documented: usize = paths.values().map(|item| item.as_object().map_or(0, |ops| ops.len())).sum();
     assert_eq!(documented, expected.len(), "an undocumented or unexpected operation");
 
+    // Code generators name a method per operationId (issue 9, finding 12): each must be unique.
+    let mut operation_ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().into_iter().flat_map(|ops| ops.values()))
+        .map(|operation| operation["operationId"].as_str().expect("every operation has an operationId"))
+        .collect();
+    operation_ids.sort_unstable();
+    let before = operation_ids.len();
+    operation_ids.dedup();
+    assert_eq!(operation_ids.len(), before, "repeated operationIds among {operation_ids:?}");
+    assert!(operation_ids.contains(&"list_leads") && operation_ids.contains(&"restore_tickets"), "{operation_ids:?}");
+    // Enumerations as the API writes them, not as Rust spells them.
+    let sources = &document["components"]["schemas"]["LeadSource"]["enum"];
+    assert!(sources.as_array().is_some_and(|values| values.contains(&"Cold Call".into())), "{sources}");
+
     let docs = app.client.get(format!("{}/docs", app.address)).send().await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.expect("html").contains("<html"));
