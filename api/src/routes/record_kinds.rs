@@ -1,6 +1,6 @@
 //! The five CRM record kinds: their filters, and how each is validated and stored.
 
-use super::records::{RecordResource, enum_list, record_endpoints};
+use super::records::{RecordResource, Reference, enum_list, record_endpoints};
 use super::{Data, ListResponse};
 use crate::auth::AuthCtx;
 use crate::error::ApiError;
@@ -23,7 +23,7 @@ use crm_shared::domain::records::{
     ClientCreate, ClientUpdate, InteractionCreate, InteractionUpdate, LeadCreate, LeadUpdate, ProjectCreate,
     ProjectUpdate, TenantLocale, TicketCreate, TicketUpdate,
 };
-use crm_shared::domain::validation::Validator;
+use crm_shared::domain::validation::{Patch, Validator};
 use crm_shared::{TenantId, UserId};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -218,6 +218,17 @@ impl RecordResource for Projects {
         out
     }
 
+    fn references(body: &ProjectCreate) -> Vec<Reference> {
+        body.client_id.map(|id| Reference { field: "client_id", table: &CLIENTS, id }).into_iter().collect()
+    }
+
+    fn update_references(body: &ProjectUpdate) -> Vec<Reference> {
+        match body.client_id {
+            Patch::Value(id) => vec![Reference { field: "client_id", table: &CLIENTS, id }],
+            _ => Vec::new(),
+        }
+    }
+
     fn insert<'a>(
         conn: &'a mut PgConnection,
         tenant: TenantId,
@@ -294,6 +305,23 @@ impl RecordResource for Interactions {
         push_uuid(&mut out, "client_id", filters.client_id);
         push_uuid(&mut out, "user_id", filters.user_id);
         out
+    }
+
+    fn references(body: &InteractionCreate) -> Vec<Reference> {
+        let lead = body.lead_id.map(|id| Reference { field: "lead_id", table: &LEADS, id });
+        let client = body.client_id.map(|id| Reference { field: "client_id", table: &CLIENTS, id });
+        lead.into_iter().chain(client).collect()
+    }
+
+    fn update_references(body: &InteractionUpdate) -> Vec<Reference> {
+        let mut references = Vec::new();
+        if let Patch::Value(id) = body.lead_id {
+            references.push(Reference { field: "lead_id", table: &LEADS, id });
+        }
+        if let Patch::Value(id) = body.client_id {
+            references.push(Reference { field: "client_id", table: &CLIENTS, id });
+        }
+        references
     }
 
     fn insert<'a>(

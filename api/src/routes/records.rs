@@ -61,6 +61,16 @@ pub trait RecordResource: Send + Sync + 'static {
     /// The entity's own filters, with their problems collected in `validator`.
     fn filters(filters: Self::Filters, validator: &mut Validator) -> Vec<Filter>;
 
+    /// The records a new one would point at (a project's client, an interaction's lead or client).
+    fn references(_body: &Self::Create) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    /// The records an update would point at.
+    fn update_references(_body: &Self::Update) -> Vec<Reference> {
+        Vec::new()
+    }
+
     fn insert<'a>(
         conn: &'a mut PgConnection,
         tenant: TenantId,
@@ -77,6 +87,34 @@ pub trait RecordResource: Send + Sync + 'static {
         body: Self::Update,
         locale: &'a TenantLocale,
     ) -> BoxFuture<'a, Result<Option<Self::Row>, ApiError>>;
+}
+
+/// A record another one points at, by field.
+pub struct Reference {
+    pub field: &'static str,
+    pub table: &'static RecordTable,
+    pub id: Uuid,
+}
+
+/// Every reference must be to a record the caller can see: another rep's lead or client is "no such" record,
+/// exactly as another tenant's is (422, nothing written), so pointing at it neither works nor reveals it exists.
+async fn check_references(conn: &mut PgConnection, auth: &AuthCtx, references: Vec<Reference>) -> Result<(), ApiError> {
+    let mut validator = Validator::new();
+    for reference in references {
+        let visible = match auth.viewer(reference.table.entity, Action::Read) {
+            Ok(viewer) => records::is_visible(conn, auth.tenant_id, reference.table, &viewer, reference.id).await?,
+            Err(_) => false,
+        };
+        if !visible {
+            let entity = reference.table.entity;
+            let code = match entity {
+                crm_shared::domain::access::Entity::Lead => ErrorCode::UnknownLead,
+                _ => ErrorCode::UnknownClient,
+            };
+            validator.push(reference.field, code, format!("no such {} in this tenant", entity.name()));
+        }
+    }
+    Ok(validator.finish()?)
 }
 
 /// Parses a comma-separated list of enumeration values (`status=new,contacted`).
@@ -181,6 +219,7 @@ pub async fn create<R: RecordResource>(
 ) -> Result<(StatusCode, Json<Data<R::Row>>), ApiError> {
     auth.scope(R::TABLE.entity, Action::Write)?;
     let (mut tx, session) = state.begin(&auth).await?;
+    check_references(&mut tx, &auth, R::references(&body)).await?;
     let row = R::insert(&mut tx, auth.tenant_id, auth.user_id, body, &session.locale).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Data { data: row })))
@@ -202,6 +241,7 @@ pub async fn update<R: RecordResource>(
 ) -> Result<Json<Data<R::Row>>, ApiError> {
     let viewer = auth.viewer(R::TABLE.entity, Action::Write)?;
     let (mut tx, session) = state.begin(&auth).await?;
+    check_references(&mut tx, &auth, R::update_references(&body)).await?;
     let row = R::update(&mut tx, auth.tenant_id, viewer, id, body, &session.locale).await?;
     tx.commit().await?;
     row.map(|data| Json(Data { data })).ok_or_else(|| ApiError::not_found(R::TABLE.entity.name()))

@@ -214,3 +214,45 @@ async fn deactivation_and_role_changes_take_effect_at_once_and_are_audited() {
         .expect("role");
     assert_eq!(still_admin, "admin");
 }
+
+/// Issue 9, finding 10: a rep could create an interaction on another rep's lead, or a project on another rep's
+/// client (201), which also told them the id existed.
+#[tokio::test]
+async fn references_must_be_records_the_caller_can_see() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+    let rep = app.user(&admin, "sales", &[]).await;
+    let other = app.user(&admin, "sales", &[]).await;
+    let their_lead = create_record(&app, &other, "leads").await;
+    let their_client = create_record(&app, &other, "clients").await;
+    let my_client = create_record(&app, &rep, "clients").await;
+    let before = (app.count_rows("projects", None).await, app.count_rows("interactions", None).await);
+
+    let project = app.post("/api/v1/projects", &rep, json!({ "client_id": their_client, "name": "Poach" })).await;
+    project.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(project.field_error("client_id"), Some("no such client in this tenant"), "{}", project.body);
+    let call = json!({ "type": "call", "contact_date": "2026-11-01T10:00:00Z", "lead_id": their_lead });
+    let interaction = app.post("/api/v1/interactions", &rep, call).await;
+    interaction.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(interaction.field_error("lead_id"), Some("no such lead in this tenant"), "{}", interaction.body);
+    assert_eq!(
+        (app.count_rows("projects", None).await, app.count_rows("interactions", None).await),
+        before,
+        "nothing was written"
+    );
+
+    // Moving one's own project onto a hidden client is refused the same way; one's own client still works.
+    let mine = app.post("/api/v1/projects", &rep, json!({ "client_id": my_client, "name": "Mine" })).await;
+    assert_eq!(mine.status, StatusCode::CREATED, "{}", mine.body);
+    let moved = app.patch(&format!("/api/v1/projects/{}", mine.id()), &rep, json!({ "client_id": their_client })).await;
+    moved.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let stored: uuid::Uuid = sqlx::query_scalar("SELECT client_id FROM projects WHERE id = $1")
+        .bind(mine.id())
+        .fetch_one(&app.db)
+        .await
+        .expect("project");
+    assert_eq!(stored, my_client);
+    // An admin sees the whole tenant, so the same references are fine for them.
+    let admins = app.post("/api/v1/projects", &admin, json!({ "client_id": their_client, "name": "Fine" })).await;
+    assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.body);
+}

@@ -206,6 +206,20 @@ where
 
 /// Moves a visible record to the trash. False when there was nothing to delete.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
+/// Whether the record exists, is live and is visible to the viewer.
+pub async fn is_visible(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<bool, DomainError> {
+    let mut qb = QueryBuilder::new(format!("SELECT EXISTS (SELECT 1 FROM {} r", table.table));
+    push_visible(&mut qb, table, tenant, viewer, false);
+    qb.push(" AND r.id = ").push_bind(id).push(")");
+    Ok(qb.build_query_scalar().fetch_one(conn).await?)
+}
+
 pub async fn soft_delete(
     conn: &mut PgConnection,
     tenant: TenantId,
