@@ -238,12 +238,19 @@ pub fn accepted(job: JobRow) -> Response {
     (StatusCode::ACCEPTED, headers, Json(body)).into_response()
 }
 
+const MAX_PROBE_STEPS: u32 = 100;
+const MAX_PROBE_STEP_MS: u64 = 5_000;
+/// The longest a probe may run.
+const MAX_PROBE_MS: u64 = 60_000;
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeRequest {
-    /// Checkpointed steps (0 to 1000; 0 is a no-op).
+    /// Checkpointed steps (0 to 100; 0 is a no-op).
+    #[schema(minimum = 0, maximum = 100)]
     pub steps: Option<u32>,
-    /// Milliseconds per step (0 to 60000).
+    /// Milliseconds per step (0 to 5000); steps × step_ms at most 60000.
+    #[schema(minimum = 0, maximum = 5000)]
     pub step_ms: Option<u64>,
 }
 
@@ -257,13 +264,16 @@ pub async fn create_probe(
     ApiJson(body): ApiJson<ProbeRequest>,
 ) -> Result<Response, ApiError> {
     let mut validator = Validator::new();
+    // A probe checks the pipeline; it must not be a way to occupy workers (issue 9, finding 5).
     let steps = body.steps.unwrap_or(0);
-    if steps > 1000 {
-        validator.push("steps", ErrorCode::InvalidNumber, "must be at most 1000");
+    if steps > MAX_PROBE_STEPS {
+        validator.push("steps", ErrorCode::InvalidNumber, format!("must be at most {MAX_PROBE_STEPS}"));
     }
     let step_ms = body.step_ms.unwrap_or(0);
-    if step_ms > 60_000 {
-        validator.push("step_ms", ErrorCode::InvalidNumber, "must be at most 60000");
+    if step_ms > MAX_PROBE_STEP_MS {
+        validator.push("step_ms", ErrorCode::InvalidNumber, format!("must be at most {MAX_PROBE_STEP_MS}"));
+    } else if u64::from(steps) * step_ms > MAX_PROBE_MS {
+        validator.push("step_ms", ErrorCode::InvalidNumber, format!("steps × step_ms must be at most {MAX_PROBE_MS}"));
     }
     validator.finish()?;
     let payload = serde_json::to_value(ProbePayload { steps, step_ms, fault: None }).map_err(ApiError::internal)?;

@@ -284,3 +284,26 @@ async fn a_hundred_thousand_jobs_drain_with_the_redis_backlog_bounded() {
         worker.wait_exit(Duration::from_secs(30)).await;
     }
 }
+
+/// Issue 9, finding 5: probes up to 1000 steps × 60 s let one admin occupy the workers every tenant shares.
+#[tokio::test]
+async fn probes_are_bounded_and_refused_past_their_bounds_with_nothing_queued() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+    for (body, field) in [
+        (json!({ "steps": 101 }), "steps"),
+        (json!({ "steps": 1, "step_ms": 5_001 }), "step_ms"),
+        (json!({ "steps": 100, "step_ms": 601 }), "step_ms"),
+    ] {
+        let reply = app.post("/api/v1/admin/probes", &admin, body.clone()).await;
+        reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert!(reply.field_error(field).is_some_and(|m| m.contains("at most")), "{body}: {}", reply.body);
+    }
+    assert_eq!(app.count_rows("jobs", Some(admin.tenant_id)).await, 0, "nothing was queued");
+    let longest = app.post("/api/v1/admin/probes", &admin, json!({ "steps": 100, "step_ms": 600 })).await;
+    assert_eq!(longest.status, StatusCode::ACCEPTED, "{}", longest.body);
+    let rep = app.user(&admin, "manager", &[]).await;
+    app.post("/api/v1/admin/probes", &rep, json!({ "steps": 1 }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+}
