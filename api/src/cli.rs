@@ -3,7 +3,7 @@
 use crm_shared::db::{self, tenants, users};
 use crm_shared::domain::enums::Role;
 use crm_shared::domain::validation::{self, parse_time_zone};
-use crm_shared::password::{self, MIN_PASSWORD_CHARS};
+use crm_shared::password;
 use crm_shared::{DomainError, TenantId, UserId};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -76,11 +76,11 @@ pub async fn create_tenant(pool: &PgPool, args: &CreateTenant) -> Result<Created
         .ok_or_else(|| {
             DomainError::field("admin_email", validation::ErrorCode::MissingRequired, "--admin-email is required")
         })?;
-    if args.admin_password.chars().count() < MIN_PASSWORD_CHARS {
+    if let Some(problem) = password::policy_problem(&args.admin_password, &args.admin_email) {
         return Err(DomainError::field(
             "admin_password",
             validation::ErrorCode::InvalidValue,
-            format!("--admin-password must be at least {MIN_PASSWORD_CHARS} characters"),
+            format!("--admin-password {problem}"),
         ));
     }
     let region = args.region.trim().to_uppercase();

@@ -12,7 +12,6 @@ use crm_shared::db::audit::{self, AuditEntry};
 use crm_shared::db::users::{self, NewUser, UserChanges, UserRow};
 use crm_shared::domain::enums::Role;
 use crm_shared::domain::validation::{ErrorCode, Patch, SHORT_TEXT_MAX, Validator, email, enumeration, text};
-use crm_shared::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use crm_shared::{UserId, password};
 use serde::Deserialize;
 use serde_json::json;
@@ -37,7 +36,7 @@ pub struct UserCreate {
     pub email: Option<String>,
     #[schema(example = "Sam Rep")]
     pub name: Option<String>,
-    /// At least 8 characters.
+    /// 12 to 256 characters, not mostly spaces, not the email or a variation of it, not a commonly used password.
     pub password: Option<String>,
     #[schema(example = "sales")]
     pub role: Option<String>,
@@ -95,15 +94,12 @@ pub async fn create_user(
     let address = validator.field("email", body.email, true, email);
     let name = validator.field("name", body.name, true, text(SHORT_TEXT_MAX));
     let role = validator.field("role", body.role, true, role());
+    let owner_email = address.clone().unwrap_or_default();
     let secret = validator.field("password", body.password, true, |password: String| {
-        let length = password.chars().count();
-        if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length) {
-            return Err(crm_shared::domain::validation::Invalid(
-                ErrorCode::InvalidValue,
-                format!("must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
-            ));
+        match password::policy_problem(&password, &owner_email) {
+            Some(problem) => Err(crm_shared::domain::validation::Invalid(ErrorCode::InvalidValue, problem)),
+            None => Ok(Some(password)),
         }
-        Ok(Some(password))
     });
     validator.finish()?;
     let (Some(address), Some(name), Some(role), Some(secret)) = (address, name, role, secret) else {

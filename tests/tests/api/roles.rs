@@ -256,3 +256,32 @@ async fn references_must_be_records_the_caller_can_see() {
     let admins = app.post("/api/v1/projects", &admin, json!({ "client_id": their_client, "name": "Fine" })).await;
     assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.body);
 }
+
+/// Issue 9, finding 11: `password`, `12345678` and eight spaces were accepted as passwords.
+#[tokio::test]
+async fn weak_passwords_are_refused_naming_the_field_and_no_user_is_made() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+    let users_before = app.count_rows("users", Some(admin.tenant_id)).await;
+    let email = "grace.hopper@tenant.test";
+    for weak in ["password", "12345678", "        ", "password1234", email, "Grace.Hopper1"] {
+        let reply = app
+            .post(
+                "/api/v1/users",
+                &admin,
+                json!({ "email": email, "name": "Grace", "password": weak, "role": "sales" }),
+            )
+            .await;
+        reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert!(reply.field_error("password").is_some(), "{weak:?}: {}", reply.body);
+    }
+    assert_eq!(app.count_rows("users", Some(admin.tenant_id)).await, users_before, "no user was made");
+    let fine = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "email": email, "name": "Grace", "password": PASSWORD, "role": "sales" }),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{}", fine.body);
+}
