@@ -129,6 +129,23 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers that keep browsers from sniffing, framing or leaking what the API answers. The API serves JSON and
+/// CSV only, so no content may run; `/docs` sets its own policy, for the documentation page's script.
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::HeaderValue;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ] {
+        headers.entry(HeaderName::from_static(name)).or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The longest caller-supplied request id kept.
@@ -152,8 +169,15 @@ async fn openapi_json() -> impl IntoResponse {
     axum::Json(openapi::ApiDoc::openapi())
 }
 
-async fn docs() -> Html<String> {
-    Html(utoipa_scalar::Scalar::new(openapi::ApiDoc::openapi()).to_html())
+/// The documentation page loads its viewer script from jsDelivr (utoipa-scalar's page) and fetches the document.
+async fn docs() -> impl IntoResponse {
+    let policy = "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; \
+                  style-src 'unsafe-inline' https://cdn.jsdelivr.net; font-src https://cdn.jsdelivr.net data:; \
+                  img-src data: https:; connect-src 'self'; frame-ancestors 'none'";
+    (
+        [(axum::http::header::CONTENT_SECURITY_POLICY, policy)],
+        Html(utoipa_scalar::Scalar::new(openapi::ApiDoc::openapi()).to_html()),
+    )
 }
 
 async fn unknown_route() -> ApiError {

@@ -115,3 +115,20 @@ async fn health_ready_and_metrics_answer() {
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/ready\""));
 }
+
+/// Issue 9, finding 11: the API sent no security headers.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/health", "/api/v1/auth/me", "/api/v1/no-such-route"] {
+        let response = app.client.get(format!("{}{path}", app.address)).send().await.expect("sent");
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("content-security-policy"), "default-src 'none'; frame-ancestors 'none'", "{path}");
+    }
+    let docs = app.client.get(format!("{}/docs", app.address)).send().await.expect("docs");
+    let policy = docs.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(policy.contains("https://cdn.jsdelivr.net") && policy.contains("frame-ancestors 'none'"), "{policy}");
+}
