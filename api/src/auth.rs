@@ -90,6 +90,11 @@ impl AuthCtx {
         })
     }
 
+    /// Whose work (imports, jobs) the caller sees: `None` for an admin (the whole tenant), else only their own.
+    pub fn own_work_only(&self) -> Option<uuid::Uuid> {
+        (self.role != Role::Admin).then(|| self.user_id.as_uuid())
+    }
+
     pub fn viewer(&self, entity: Entity, action: Action) -> Result<crm_shared::db::records::Viewer, ApiError> {
         Ok(crm_shared::db::records::Viewer { user_id: self.user_id, scope: self.scope(entity, action)? })
     }

@@ -55,11 +55,6 @@ fn may_import(auth: &AuthCtx) -> Result<(), ApiError> {
     }
 }
 
-/// The imports a caller sees: admins the tenant's, everyone else their own.
-fn imports_seen_by(auth: &AuthCtx) -> Option<Uuid> {
-    (auth.role != Role::Admin).then(|| auth.user_id.as_uuid())
-}
-
 /// The multipart form of an upload (documentation only: the handler reads the stream itself).
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
@@ -97,7 +92,7 @@ fn conflict(message: impl Into<String>) -> ApiError {
 async fn find_import(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ImportView, ApiError> {
     repo::get(tx, auth.tenant_id, id)
         .await?
-        .filter(|view| imports_seen_by(auth).is_none_or(|user| view.created_by == Some(user)))
+        .filter(|view| auth.own_work_only().is_none_or(|user| view.created_by == Some(user)))
         .ok_or_else(|| ApiError::not_found("import"))
 }
 
@@ -430,15 +425,9 @@ pub async fn list_imports(
     may_import(&auth)?;
     let (limit, offset) = page(params.limit, params.offset)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let (items, total) = repo::list(
-        &mut tx,
-        auth.tenant_id,
-        imports_seen_by(&auth),
-        limit,
-        offset,
-        params.include_total.unwrap_or(false),
-    )
-    .await?;
+    let (items, total) =
+        repo::list(&mut tx, auth.tenant_id, auth.own_work_only(), limit, offset, params.include_total.unwrap_or(false))
+            .await?;
     tx.commit().await?;
     Ok(Json(ListResponse { items, total, limit, offset }))
 }

@@ -144,7 +144,7 @@ pub async fn list_jobs(
     };
     validator.finish()?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let rows = jobs::list(&mut tx, auth.tenant_id, jobs_seen_by(&auth), kind, status, cursor, limit).await?;
+    let rows = jobs::list(&mut tx, auth.tenant_id, auth.own_work_only(), kind, status, cursor, limit).await?;
     tx.commit().await?;
     let items: Vec<JobView> = rows.into_iter().map(JobView::from).collect();
     let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(encode_cursor)).flatten();
@@ -159,8 +159,9 @@ pub async fn get_job(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Data<JobView>>, ApiError> {
     let (mut tx, _) = state.begin(&auth).await?;
-    let job =
-        jobs::get(&mut tx, auth.tenant_id, id, jobs_seen_by(&auth)).await?.ok_or_else(|| ApiError::not_found("job"))?;
+    let job = jobs::get(&mut tx, auth.tenant_id, id, auth.own_work_only())
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
     tx.commit().await?;
     Ok(Json(Data { data: job.into() }))
 }
@@ -175,7 +176,7 @@ pub async fn cancel_job(
 ) -> Result<Json<Data<JobView>>, ApiError> {
     refuse_readonly(&auth)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let job = jobs::request_cancel(&mut tx, auth.tenant_id, id, jobs_seen_by(&auth))
+    let job = jobs::request_cancel(&mut tx, auth.tenant_id, id, auth.own_work_only())
         .await?
         .ok_or_else(|| ApiError::not_found("job"))?;
     tx.commit().await?;
@@ -192,18 +193,12 @@ pub async fn retry_job(
 ) -> Result<Response, ApiError> {
     refuse_readonly(&auth)?;
     let (mut tx, _) = state.begin(&auth).await?;
-    let job = jobs::retry(&mut tx, auth.tenant_id, id, jobs_seen_by(&auth))
+    let job = jobs::retry(&mut tx, auth.tenant_id, id, auth.own_work_only())
         .await?
         .ok_or_else(|| ApiError::not_found("job"))?;
     tx.commit().await?;
     hand_off(&state, &job).await;
     Ok(accepted(job))
-}
-
-/// The jobs a caller sees and may cancel or retry: admins the tenant's, everyone else the jobs they started (a
-/// job's resource follows the same rule: an import job is seen by whoever sees the import). Others' are 404.
-fn jobs_seen_by(auth: &AuthCtx) -> Option<Uuid> {
-    (auth.role != crm_shared::domain::enums::Role::Admin).then(|| auth.user_id.as_uuid())
 }
 
 fn refuse_readonly(auth: &AuthCtx) -> Result<(), ApiError> {

@@ -45,15 +45,10 @@ pub async fn importer(conn: &mut PgConnection, tenant: TenantId, user: Uuid) -> 
             .fetch_optional(&mut *conn)
             .await?;
     let Some(role) = role.as_deref().and_then(Role::parse) else { return Ok(None) };
-    let team_members: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT member.user_id FROM user_teams mine JOIN user_teams member \
-             ON member.tenant_id = mine.tenant_id AND member.team_id = mine.team_id \
-         WHERE mine.tenant_id = $1 AND mine.user_id = $2",
-    )
-    .bind(tenant)
-    .bind(user)
-    .fetch_all(&mut *conn)
-    .await?;
+    // The same members the API's record scope uses for a manager.
+    let sql = format!("{}$1 AND mine.user_id = $2", super::records::TEAM_MEMBERS);
+    let team_members: Vec<Uuid> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
     let mut team_members: HashSet<Uuid> = team_members.into_iter().collect();
     team_members.insert(user);
     Ok(Some(Importer { user_id: user, role, team_members }))

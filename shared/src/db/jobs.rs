@@ -261,14 +261,6 @@ pub async fn hold_lease(
     Ok(held.rows_affected() == 1)
 }
 
-pub async fn cancel_requested(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, DomainError> {
-    Ok(sqlx::query_scalar("SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = $1")
-        .bind(job_id)
-        .fetch_optional(conn)
-        .await?
-        .unwrap_or(true))
-}
-
 /// A probe's effect for one step; the primary key (job, step) makes a step written twice an error.
 pub async fn record_probe_step(
     conn: &mut PgConnection,

@@ -36,14 +36,20 @@ pub type Tx = Transaction<'static, Postgres>;
 
 /// A lazily connecting pool: processes start (and answer `/health`) while Postgres is still coming up.
 pub fn pool(settings: &Settings) -> Result<PgPool, DomainError> {
-    let options = PgConnectOptions::from_str(settings.database_url())
-        .map_err(|error| DomainError::Internal(anyhow::anyhow!("DATABASE_URL is not valid: {error}")))?
-        .application_name("crm");
-    Ok(PgPoolOptions::new()
+    Ok(lazy_pool(settings, connect_options(settings)?.application_name("crm")))
+}
+
+fn connect_options(settings: &Settings) -> Result<PgConnectOptions, DomainError> {
+    PgConnectOptions::from_str(settings.database_url())
+        .map_err(|error| DomainError::Internal(anyhow::anyhow!("DATABASE_URL is not valid: {error}")))
+}
+
+fn lazy_pool(settings: &Settings, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 /// How long a worker's transaction may sit idle before Postgres ends it: a frozen worker (SIGSTOP, a VM pause)
@@ -53,15 +59,10 @@ pub const JOB_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pool of a process that runs jobs: like `pool`, with `JOB_IDLE_IN_TRANSACTION_TIMEOUT` on every session.
 pub fn job_pool(settings: &Settings) -> Result<PgPool, DomainError> {
-    let options = PgConnectOptions::from_str(settings.database_url())
-        .map_err(|error| DomainError::Internal(anyhow::anyhow!("DATABASE_URL is not valid: {error}")))?
+    let options = connect_options(settings)?
         .application_name("crm-worker")
         .options([("idle_in_transaction_session_timeout", JOB_IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string())]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.database_max_connections)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+    Ok(lazy_pool(settings, options))
 }
 
 /// Applies pending migrations. sqlx takes a Postgres advisory lock around the run, so concurrent callers

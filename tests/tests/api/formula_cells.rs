@@ -86,18 +86,6 @@ async fn import(app: &TestApp, admin: &Session, name: &str, bytes: Vec<u8>) -> (
     (id, app.wait_import(admin, id, Duration::from_secs(60)).await)
 }
 
-async fn errors_csv(app: &TestApp, admin: &Session, id: Uuid) -> String {
-    let response = app
-        .client
-        .get(format!("{}/api/v1/imports/{id}/errors.csv", app.address))
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .expect("errors.csv");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.expect("text")
-}
-
 /// Each error's row as it was stored, by its email cell, in the original header's columns.
 async fn stored_rows(app: &TestApp, admin: &Session, id: Uuid) -> Vec<(String, Vec<String>)> {
     let mut rows: Vec<(String, Vec<String>)> = app
@@ -137,7 +125,7 @@ async fn formula_cells_are_guarded_in_errors_csv_and_import_back_unchanged() {
     assert_eq!(stored_rows(&app, &admin, first).await, expected_stored, "the XLSX cells were stored as typed");
 
     // errors.csv: every formula cell and header name behind a `'`, numbers and plain text as they were.
-    let text = errors_csv(&app, &admin, first).await;
+    let text = app.errors_csv(&admin, first).await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_owned).collect();
     assert_eq!(

@@ -428,15 +428,7 @@ async fn errors_keep_their_row_and_line_through_corrections_retries_and_errors_c
 
 /// The `row_number` column of an import's errors.csv (unresolved rows).
 async fn errors_csv_rows(app: &TestApp, admin: &Session, id: Uuid) -> Vec<String> {
-    let response = app
-        .client
-        .get(format!("{}/api/v1/imports/{id}/errors.csv", app.address))
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .expect("errors.csv");
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let text = response.text().await.expect("text");
+    let text = app.errors_csv(admin, id).await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     assert_eq!(reader.headers().expect("headers").get(0), Some("row_number"));
     reader.records().map(|record| record.expect("record")[0].to_owned()).collect()

@@ -345,15 +345,7 @@ async fn dry_run_writes_nothing_upsert_updates_skip_skips_and_retry_applies_corr
     assert_eq!(duplicates.body["items"].as_array().map(Vec::len), Some(2));
 
     // errors.csv: the unresolved rows as they were, with why in front, ready to fix and upload again.
-    let response = app
-        .client
-        .get(format!("{}/api/v1/imports/{id}/errors.csv", app.address))
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .expect("errors.csv");
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.expect("text");
+    let text = app.errors_csv(&admin, id).await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> = reader.headers().expect("headers").iter().map(str::to_owned).collect();
     assert_eq!(&headers[..6], ["row_number", "error_type", "code", "field", "message", "First Name"]);

@@ -74,7 +74,7 @@ pub struct Page<T> {
 }
 
 /// The users whose records a manager sees: the manager and every member of the manager's teams.
-const TEAM_MEMBERS: &str = "SELECT member.user_id FROM user_teams mine JOIN user_teams member \
+pub(crate) const TEAM_MEMBERS: &str = "SELECT member.user_id FROM user_teams mine JOIN user_teams member \
      ON member.tenant_id = mine.tenant_id AND member.team_id = mine.team_id \
      WHERE mine.tenant_id = ";
 
