@@ -1,4 +1,4 @@
-//! Authentication: HS256 tokens, the `AuthCtx` extractor, role guards and login rate limiting.
+//! Authentication: HS256 tokens, the `AuthCtx` extractor and role guards.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -7,9 +7,8 @@ use axum::http::{header, request::Parts};
 use chrono::{DateTime, Utc};
 use crm_shared::domain::access::{self, Action, Entity, Scope};
 use crm_shared::domain::enums::Role;
-use crm_shared::{DomainError, TenantId, UserId};
+use crm_shared::{TenantId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use redis::AsyncCommands;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -20,6 +19,9 @@ struct Claims {
     sub: Uuid,
     tenant: Uuid,
     role: Role,
+    /// The user's token version when this token was issued; a later logout or (de)activation bumps it.
+    #[serde(default)]
+    ver: i32,
     iat: i64,
     exp: i64,
 }
@@ -48,10 +50,23 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user: UserId, tenant: TenantId, role: Role) -> Result<(String, DateTime<Utc>), ApiError> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        role: Role,
+        token_version: i32,
+    ) -> Result<(String, DateTime<Utc>), ApiError> {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::from_std(self.ttl).map_err(ApiError::internal)?;
-        let claims = Claims { sub: user.0, tenant: tenant.0, role, iat: now.timestamp(), exp: expires_at.timestamp() };
+        let claims = Claims {
+            sub: user.0,
+            tenant: tenant.0,
+            role,
+            ver: token_version,
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
         Ok((token, expires_at))
@@ -79,6 +94,8 @@ pub struct AuthCtx {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub role: Role,
+    /// Checked against the user's current version on every transaction (`AppState::begin`).
+    pub token_version: i32,
 }
 
 impl AuthCtx {
@@ -104,8 +121,20 @@ impl FromRequestParts<AppState> for AuthCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
+        if let Some(auth) = parts.extensions.get::<AuthCtx>() {
+            return Ok(*auth);
+        }
+        let auth = Self::from_headers(&parts.headers, state)?;
+        parts.extensions.insert(auth);
+        Ok(auth)
+    }
+}
+
+impl AuthCtx {
+    /// Validates the bearer token of a request. Cheap (an HMAC), so the request limits can run it before
+    /// any handler does.
+    pub fn from_headers(headers: &axum::http::HeaderMap, state: &AppState) -> Result<Self, ApiError> {
+        let header = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("sign in first: send Authorization: Bearer <token>"))?;
         let token = header
@@ -119,7 +148,12 @@ impl FromRequestParts<AppState> for AuthCtx {
         let span = tracing::Span::current();
         span.record("tenant_id", tracing::field::display(claims.tenant));
         span.record("user_id", tracing::field::display(claims.sub));
-        Ok(AuthCtx { tenant_id: TenantId(claims.tenant), user_id: UserId(claims.sub), role: claims.role })
+        Ok(AuthCtx {
+            tenant_id: TenantId(claims.tenant),
+            user_id: UserId(claims.sub),
+            role: claims.role,
+            token_version: claims.ver,
+        })
     }
 }
 
@@ -136,62 +170,5 @@ impl FromRequestParts<AppState> for AdminCtx {
             return Err(ApiError::forbidden("only admins may do this"));
         }
         Ok(AdminCtx(auth))
-    }
-}
-
-/// Login throttling in Redis, shared by every API replica: failures are counted per email and per client
-/// address over a window; past the limit, logins answer 429 until the window ends.
-pub struct LoginThrottle;
-
-pub const LOGIN_WINDOW_SECONDS: u64 = 15 * 60;
-pub const MAX_FAILURES_PER_EMAIL: u64 = 5;
-pub const MAX_FAILURES_PER_ADDRESS: u64 = 50;
-
-impl LoginThrottle {
-    fn keys(state: &AppState, email: &str, address: &str) -> [(String, u64); 2] {
-        let prefix = &state.settings.redis_prefix;
-        [
-            (format!("{prefix}:login-failures:email:{}", email.trim().to_lowercase()), MAX_FAILURES_PER_EMAIL),
-            (format!("{prefix}:login-failures:addr:{address}"), MAX_FAILURES_PER_ADDRESS),
-        ]
-    }
-
-    pub async fn check(state: &AppState, email: &str, address: &str) -> Result<(), DomainError> {
-        let mut redis = state.redis.clone();
-        for (key, limit) in Self::keys(state, email, address) {
-            let failures: Option<u64> = redis.get(&key).await?;
-            if failures.unwrap_or(0) >= limit {
-                let ttl: i64 = redis.ttl(&key).await?;
-                let retry_after = u64::try_from(ttl).unwrap_or(LOGIN_WINDOW_SECONDS).max(1);
-                return Err(DomainError::RateLimited(
-                    format!("too many failed sign-in attempts; try again in {retry_after} seconds"),
-                    retry_after,
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn record_failure(state: &AppState, email: &str, address: &str) -> Result<(), DomainError> {
-        let mut redis = state.redis.clone();
-        for (key, _) in Self::keys(state, email, address) {
-            // The window starts at the first failure (NX) and is not extended by later ones.
-            let _: () = redis::pipe()
-                .incr(&key, 1)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(LOGIN_WINDOW_SECONDS)
-                .arg("NX")
-                .query_async(&mut redis)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub async fn clear_email(state: &AppState, email: &str) -> Result<(), DomainError> {
-        let mut redis = state.redis.clone();
-        let [(key, _), _] = Self::keys(state, email, "");
-        let _: () = redis.del(key).await?;
-        Ok(())
     }
 }

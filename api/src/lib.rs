@@ -6,8 +6,11 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;
+pub mod login_throttle;
 pub mod openapi;
+pub mod request_limits;
 pub mod routes;
+pub mod serve;
 pub mod state;
 
 use crate::error::ApiError;
@@ -19,7 +22,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use crm_shared::config::Settings;
 use std::any::Any;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -52,6 +54,8 @@ impl Application {
             storage,
             jwt: Arc::new(auth::JwtKeys::new(&settings)),
             metrics: http_metrics::recorder()?,
+            hashing: crm_shared::password::PasswordHashing::for_this_machine(),
+            tenant_shares: request_limits::TenantShares::new(settings.tenant_max_concurrent_requests),
             settings: Arc::new(settings),
         };
         let listener = TcpListener::bind(state.settings.api_addr).await?;
@@ -69,15 +73,10 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish for up to `DRAIN_TIMEOUT`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "crm-api listening");
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let drain_started = shutdown.clone();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(shutdown.cancelled_owned());
-        tokio::select! {
-            result = server => result?,
-            () = async { drain_started.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-                tracing::warn!("requests still running after the drain timeout; stopping anyway");
-            }
-        }
+        let timeouts = serve::Timeouts { header: self.state.settings.http_header_timeout, drain: DRAIN_TIMEOUT };
+        let gauges = tokio::spawn(routes::health::refresh_job_gauges(self.state.clone(), shutdown.child_token()));
+        serve::serve(self.listener, self.router, timeouts, shutdown).await;
+        gauges.abort();
         self.state.db.close().await;
         tracing::info!("crm-api stopped");
         Ok(())
@@ -106,8 +105,10 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(docs))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_limits::enforce))
         .layer(axum::middleware::from_fn(http_metrics::track))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.settings.http_body_idle_timeout))
         .with_state(state);
 
     api.layer(CatchPanicLayer::custom(panic_response))

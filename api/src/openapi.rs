@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         health::health, health::ready, health::metrics,
-        auth::login, auth::me,
+        auth::login, auth::logout, auth::me,
         users::list_users, users::create_user, users::get_user, users::update_user, users::audit_log,
         teams::list_teams, teams::create_team, teams::set_members,
         record_kinds::lead_endpoints::list, record_kinds::lead_endpoints::create, record_kinds::lead_endpoints::get_one,
@@ -93,6 +93,28 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         .filter_map(|operation| operation.as_mut())
 }
 
+fn add_error(operation: &mut Operation, status: &str, description: &str) {
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    operation.responses.responses.entry(status.to_owned()).or_insert(response.into());
+}
+
+/// An error response that carries `Retry-After`.
+fn add_limited(operation: &mut Operation, status: &str, description: &str) {
+    let header = utoipa::openapi::HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer))
+        .description(Some("Seconds to wait before trying again"))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .header("Retry-After", header)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    operation.responses.responses.insert(status.to_owned(), response.into());
+}
+
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -112,52 +134,72 @@ impl Modify for ErrorResponses {
                 let has_query = operation.parameters.as_ref().is_some_and(|params| {
                     params.iter().any(|param| matches!(param.parameter_in, utoipa::openapi::path::ParameterIn::Query))
                 });
-                let mut add = |status: &str, description: &str| {
-                    let response = ResponseBuilder::new()
-                        .description(description)
-                        .content(
-                            "application/json",
-                            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
-                        )
-                        .build();
-                    operation.responses.responses.entry(status.to_owned()).or_insert(response.into());
-                };
                 if has_body || has_id {
-                    add(
+                    add_error(
+                        operation,
                         "400",
                         "Malformed request: invalid JSON syntax, or an id that is not a UUID (`bad_request`, `malformed_json`, `invalid_path`)",
                     );
                 }
-                if !is_login {
-                    add("401", "No token, or a forged, expired or revoked one (`unauthorized`)");
+                if is_login {
+                    add_error(
+                        operation,
+                        "401",
+                        "The email or password is incorrect, or the account is deactivated (`unauthorized`)",
+                    );
+                } else {
+                    add_error(operation, "401", "No token, or a forged, expired or revoked one (`unauthorized`)");
                 }
                 if !is_login && !is_me {
-                    add("403", "The caller's role may not do this (`forbidden`)");
+                    add_error(operation, "403", "The caller's role may not do this (`forbidden`)");
                 }
                 if has_id {
-                    add("404", "No such record in the caller's tenant, or not visible to the caller (`not_found`)");
+                    add_error(
+                        operation,
+                        "404",
+                        "No such record in the caller's tenant, or not visible to the caller (`not_found`)",
+                    );
                 }
                 if (may_conflict && has_body) || changes_state {
-                    add(
+                    add_error(
+                        operation,
                         "409",
                         "A duplicate (email or name), the last admin, or a job or import that has already ended or \
                          has nothing to retry (`conflict`, `last_admin`)",
                     );
                 }
                 if has_body {
-                    add("413", "The body is larger than 1 MiB (`payload_too_large`)");
-                    add("415", "The body is not JSON (`unsupported_media_type`)");
+                    add_error(operation, "413", "The body is larger than 1 MiB (`payload_too_large`)");
+                    add_error(operation, "415", "The body is not JSON (`unsupported_media_type`)");
                 }
                 if has_body || has_query {
-                    add(
+                    add_error(
+                        operation,
                         "422",
                         "Invalid fields: `details.fields` maps each field to its problem (`validation_failed`, `invalid_query`)",
                     );
                 }
                 if is_login {
-                    add("429", "Too many failed sign-ins for this email or address; see Retry-After (`rate_limited`)");
+                    add_limited(
+                        operation,
+                        "429",
+                        "Too many sign-in attempts for this email or address (`rate_limited`)",
+                    );
+                    add_limited(
+                        operation,
+                        "503",
+                        "Too many sign-ins are being checked at once (`busy`), or Postgres or Redis is unavailable \
+                         (`service_unavailable`)",
+                    );
+                } else {
+                    add_limited(
+                        operation,
+                        "429",
+                        "The user's or tenant's request rate (USER_REQUESTS_PER_MINUTE, TENANT_REQUESTS_PER_MINUTE) or \
+                         the tenant's concurrent requests (TENANT_MAX_CONCURRENT_REQUESTS) are used up (`rate_limited`)",
+                    );
+                    add_error(operation, "503", "Postgres or Redis is unavailable (`service_unavailable`)");
                 }
-                add("503", "Postgres or Redis is unavailable (`service_unavailable`)");
             }
         }
     }

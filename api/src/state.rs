@@ -18,13 +18,22 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub jwt: Arc<JwtKeys>,
     pub metrics: PrometheusHandle,
+    /// Password checks, bounded in memory and concurrency.
+    pub hashing: crm_shared::password::PasswordHashing,
+    /// Each tenant's share of this replica's database pool.
+    pub tenant_shares: crate::request_limits::TenantShares,
 }
 
 impl AppState {
-    /// Begins the caller's tenant transaction. A token whose user was deactivated, or whose role changed
-    /// since it was issued, stops working here, at once.
+    /// Begins the caller's tenant transaction. A token whose user was deactivated, signed out or reactivated,
+    /// or whose role changed since it was issued, stops working here, at once.
     pub async fn begin(&self, auth: &AuthCtx) -> Result<(Tx, Session), ApiError> {
         let (tx, session) = db::begin_for_user(&self.db, auth.tenant_id, auth.user_id).await?;
+        if session.token_version != auth.token_version {
+            return Err(ApiError::unauthorized(
+                "this token was revoked (signed out, or the account was changed); sign in again",
+            ));
+        }
         if session.role != auth.role {
             return Err(ApiError::unauthorized("your role has changed since you signed in; sign in again"));
         }

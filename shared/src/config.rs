@@ -38,6 +38,19 @@ pub struct Settings {
     pub worker_metrics_addr: Option<SocketAddr>,
     /// `CRM_FAULT_INJECTION=1`: workers honour the faults probe jobs ask for. For tests only.
     pub fault_injection: bool,
+    /// Requests of one tenant that may run at once on one API replica: its share of the database pool.
+    pub tenant_max_concurrent_requests: usize,
+    /// Requests per minute one signed-in user, and one tenant in all, may make (429 beyond).
+    pub user_requests_per_minute: u64,
+    pub tenant_requests_per_minute: u64,
+    /// Admins of this tenant see every tenant's queue figures and the workers' names at
+    /// `GET /api/v1/admin/queues`; every other admin sees their own tenant's only.
+    pub operator_tenant_id: Option<uuid::Uuid>,
+    /// When set, `GET /metrics` asks for `Authorization: Bearer <METRICS_TOKEN>`.
+    pub metrics_token: Option<SecretString>,
+    /// How long a client may take to send a request's headers, and to send the next piece of its body.
+    pub http_header_timeout: Duration,
+    pub http_body_idle_timeout: Duration,
 }
 
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -110,6 +123,7 @@ impl Settings {
             return Err(invalid("REDIS_PREFIX", "may hold only letters, digits, '-' and '_'".into()));
         }
 
+        let database_max_connections = positive("DATABASE_MAX_CONNECTIONS", 20)?;
         Ok(Self {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -123,7 +137,7 @@ impl Settings {
             log_format,
             rust_log: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             import_max_bytes: positive("IMPORT_MAX_BYTES", 268_435_456)?,
-            database_max_connections: u32::try_from(positive("DATABASE_MAX_CONNECTIONS", 20)?)
+            database_max_connections: u32::try_from(database_max_connections)
                 .map_err(|_| invalid("DATABASE_MAX_CONNECTIONS", "is too large".into()))?,
             worker_metrics_addr: match get("WORKER_METRICS_ADDR") {
                 None => None,
@@ -133,6 +147,24 @@ impl Settings {
                 ),
             },
             fault_injection: get("CRM_FAULT_INJECTION").is_some_and(|value| value == "1" || value == "true"),
+            tenant_max_concurrent_requests: usize::try_from(positive(
+                "TENANT_MAX_CONCURRENT_REQUESTS",
+                (database_max_connections / 4).max(2),
+            )?)
+            .map_err(|_| invalid("TENANT_MAX_CONCURRENT_REQUESTS", "is too large".into()))?,
+            user_requests_per_minute: positive("USER_REQUESTS_PER_MINUTE", 1200)?,
+            tenant_requests_per_minute: positive("TENANT_REQUESTS_PER_MINUTE", 6000)?,
+            metrics_token: get("METRICS_TOKEN").map(Into::into),
+            operator_tenant_id: match get("OPERATOR_TENANT_ID") {
+                None => None,
+                Some(text) => {
+                    Some(text.trim().parse().map_err(|_| {
+                        invalid("OPERATOR_TENANT_ID", format!("must be a tenant id (UUID), got {text:?}"))
+                    })?)
+                }
+            },
+            http_header_timeout: Duration::from_secs(positive("HTTP_HEADER_TIMEOUT_SECONDS", 10)?),
+            http_body_idle_timeout: Duration::from_secs(positive("HTTP_BODY_IDLE_TIMEOUT_SECONDS", 30)?),
         })
     }
 

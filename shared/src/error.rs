@@ -43,7 +43,7 @@ fn constraint_meaning(constraint: &str) -> Option<ConstraintMeaning> {
     Some(match constraint {
         "leads_email_key" => Duplicate("email", "a lead with this email already exists"),
         "clients_email_key" => Duplicate("email", "a client with this email already exists"),
-        "users_email_key" => Duplicate("email", "a user with this email already exists"),
+        "users_email_key" => Duplicate("email", "a user of this workspace already has this email"),
         "teams_name_key" => Duplicate("name", "a team with this name already exists"),
         "leads_assigned_to_fkey"
         | "clients_assigned_to_fkey"

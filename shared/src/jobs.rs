@@ -116,10 +116,12 @@ pub enum Queue {
     Exports,
     Reports,
     Emails,
+    /// Operators' probes: on a queue of their own, so a probe never waits behind, or holds up, a tenant's work.
+    System,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 4] = [Queue::Imports, Queue::Exports, Queue::Reports, Queue::Emails];
+    pub const ALL: [Queue; 5] = [Queue::Imports, Queue::Exports, Queue::Reports, Queue::Emails, Queue::System];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -127,6 +129,7 @@ impl Queue {
             Queue::Exports => "exports",
             Queue::Reports => "reports",
             Queue::Emails => "emails",
+            Queue::System => "system",
         }
     }
 
@@ -141,8 +144,7 @@ impl Queue {
             JobKind::Export => Queue::Exports,
             JobKind::Report | JobKind::Rollup => Queue::Reports,
             JobKind::Email => Queue::Emails,
-            // Probes check the busiest path: the one imports take.
-            JobKind::Probe => Queue::Imports,
+            JobKind::Probe => Queue::System,
         }
     }
 }
@@ -152,7 +154,7 @@ pub fn parse_queue_list(text: &str) -> Result<Vec<Queue>, String> {
     let mut queues = Vec::new();
     for name in text.split(',').filter(|name| !name.trim().is_empty()) {
         let queue = Queue::parse(name).ok_or_else(|| {
-            format!("unknown queue {:?}; the queues are imports, exports, reports, emails", name.trim())
+            format!("unknown queue {:?}; the queues are imports, exports, reports, emails, system", name.trim())
         })?;
         if !queues.contains(&queue) {
             queues.push(queue);

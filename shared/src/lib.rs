@@ -19,3 +19,4 @@ pub mod telemetry;
 
 pub use error::DomainError;
 pub use ids::{TenantId, UserId};
+pub mod worker_registry;

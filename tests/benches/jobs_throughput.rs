@@ -46,7 +46,7 @@ fn start_workers(app: &TestApp, count: usize) -> Vec<Process> {
     env.insert("LOG_FORMAT".into(), "json".into());
     let concurrency = concurrency();
     (0..count)
-        .map(|_| Process::start("crm-worker", &["--queues", "imports", "--concurrency", &concurrency], &env))
+        .map(|_| Process::start("crm-worker", &["--queues", "system", "--concurrency", &concurrency], &env))
         .collect()
 }
 
@@ -167,7 +167,7 @@ async fn enqueue_one(
     let job = jobs::insert(&mut tx, tenant, &no_op()).await?;
     tx.commit().await?;
     let task = JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: None };
-    crm_shared::jobs::hand_off_now(db, redis, prefix, Queue::Imports, vec![task]).await?;
+    crm_shared::jobs::hand_off_now(db, redis, prefix, Queue::System, vec![task]).await?;
     Ok(())
 }
 

@@ -12,7 +12,6 @@ use apalis::prelude::*;
 use crm_shared::config::Settings;
 use crm_shared::jobs::{Queue, queue_storage};
 use dispatcher::Dispatcher;
-use redis::AsyncCommands;
 use runtime::JobRuntime;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,7 +121,7 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     }
     stop_background.cancel();
     while background.join_next().await.is_some() {}
-    let _: Result<(), _> = redis.del(format!("{}:workers:{name}", settings.redis_prefix)).await;
+    let _ = crm_shared::worker_registry::leave(&mut redis, &settings.redis_prefix, &name).await;
     pool.close().await;
     tracing::info!(worker = %name, "crm-worker stopped");
     Ok(())
@@ -154,7 +153,6 @@ async fn process_heartbeat(
     concurrency: usize,
     stop: CancellationToken,
 ) {
-    let key = format!("{prefix}:workers:{name}");
     let started_at = chrono::Utc::now();
     loop {
         let heartbeat = serde_json::json!({
@@ -164,9 +162,9 @@ async fn process_heartbeat(
             "pid": std::process::id(),
             "started_at": started_at,
             "last_heartbeat_at": chrono::Utc::now(),
-        })
-        .to_string();
-        let written: Result<(), _> = redis.set_ex(&key, &heartbeat, HEARTBEAT_TTL.as_secs()).await;
+        });
+        let written =
+            crm_shared::worker_registry::beat(&mut redis, &prefix, &name, &heartbeat, HEARTBEAT_TTL.as_secs()).await;
         if let Err(error) = written {
             tracing::warn!(error = %error, "heartbeat not written; Redis unreachable, retrying");
         }

@@ -1,18 +1,21 @@
 //! Sign-in and "who am I".
 
 use super::Data;
-use crate::auth::{AuthCtx, LoginThrottle};
+use crate::auth::AuthCtx;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::login_throttle::LoginAttempt;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use crm_shared::db::audit::{self, AuditEntry};
 use crm_shared::db::users;
 use crm_shared::domain::enums::Role;
 use crm_shared::domain::validation::{ErrorCode, Validator, text};
-use crm_shared::{TenantId, UserId, password};
+use crm_shared::password::{self, HashingError, Lane};
+use crm_shared::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -22,10 +25,13 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "admin@demo.example")]
+    #[schema(example = "admin@demo.example", max_length = 320)]
     pub email: Option<String>,
-    #[schema(example = "demo-password")]
+    #[schema(example = "demo-password", max_length = 256)]
     pub password: Option<String>,
+    /// Only needed when the same email and password open more than one workspace (tenant): the login then
+    /// answers 422 asking for it.
+    pub tenant_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +53,8 @@ pub struct LoginResponse {
 
 const BAD_CREDENTIALS: &str = "the email or password is incorrect";
 
-/// Signs in. Failed attempts are limited per email and per client address (429 with Retry-After).
+/// Signs in. Attempts are limited per email and client address (429 with `Retry-After`, see the README's
+/// "Sign-in limits"); password checks run in a bounded pool, and a 503 with `Retry-After` means it is full.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, description = "Signed in", body = Data<LoginResponse>)))]
 pub async fn login(
@@ -58,40 +65,59 @@ pub async fn login(
     let mut validator = Validator::new();
     let email = validator.field("email", body.email, true, text(320));
     let password = body.password.filter(|password| !password.is_empty());
-    if password.is_none() {
-        validator.push("password", ErrorCode::MissingRequired, "is required");
+    match &password {
+        None => validator.push("password", ErrorCode::MissingRequired, "is required"),
+        Some(password) if password.chars().count() > password::MAX_PASSWORD_CHARS => validator.push(
+            "password",
+            ErrorCode::ValueTooLong,
+            format!("must be at most {} characters", password::MAX_PASSWORD_CHARS),
+        ),
+        Some(_) => {}
     }
     validator.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::internal("validated login fields missing"));
     };
     let address = peer.ip().to_string();
-    LoginThrottle::check(&state, &email, &address).await?;
+    let lookup = users::find_for_login(&state.db, &email, body.tenant_id.map(TenantId)).await?;
+    let attempt = LoginAttempt::begin(&state, &lookup.email_key, &address).await?;
+    let lane = if attempt.known_address { Lane::Trusted } else { Lane::Anyone };
 
-    let candidate = users::find_for_login(&state.db, &email).await?;
-    let stored_hash =
-        candidate.as_ref().map_or_else(|| password::decoy_hash().to_owned(), |user| user.password_hash.clone());
-    let password_matches = tokio::task::spawn_blocking(move || password::verify(&password, &stored_hash))
-        .await
-        .map_err(ApiError::internal)?;
-
-    let failure = match &candidate {
-        None => Some("unknown_email"),
-        Some(_) if !password_matches => Some("wrong_password"),
-        Some(user) if !user.is_active => Some("inactive_user"),
-        Some(_) => None,
+    // Every candidate's hash is checked (the decoy's when there is none), so the time taken does not tell
+    // an unknown email from a wrong password.
+    let mut matching = Vec::new();
+    if lookup.candidates.is_empty() {
+        state.hashing.verify(lane, password.clone(), password::decoy_hash().to_owned()).await.map_err(busy)?;
+    }
+    for candidate in lookup.candidates.iter() {
+        if state.hashing.verify(lane, password.clone(), candidate.password_hash.clone()).await.map_err(busy)? {
+            matching.push(candidate);
+        }
+    }
+    if matching.len() > 1 {
+        return Err(ApiError::field(
+            "tenant_id",
+            "this email and password open more than one workspace; send the tenant_id of the one to sign in to",
+        ));
+    }
+    let failure = match (lookup.candidates.first(), matching.first()) {
+        (None, _) => Some("unknown_email"),
+        (Some(_), None) => Some("wrong_password"),
+        (_, Some(user)) if !user.is_active => Some("inactive_user"),
+        _ => None,
     };
     if let Some(reason) = failure {
-        LoginThrottle::record_failure(&state, &email, &address).await?;
+        // The attempt stays counted. The audit row belongs to the tenant only when one account is concerned.
+        let user = matching.first().copied().or(lookup.candidates.first().filter(|_| lookup.candidates.len() == 1));
         let mut conn = state.db.acquire().await?;
         audit::record(
             &mut conn,
-            candidate.as_ref().map(|user| TenantId(user.tenant_id)),
+            user.map(|user| TenantId(user.tenant_id)),
             AuditEntry {
                 actor: None,
                 action: "login_failed",
-                target_type: candidate.as_ref().map(|_| "user"),
-                target_id: candidate.as_ref().map(|user| user.id),
+                target_type: user.map(|_| "user"),
+                target_id: user.map(|user| user.id),
                 details: json!({ "reason": reason }),
                 request_id: None,
                 ip: Some(&address),
@@ -102,18 +128,60 @@ pub async fn login(
         let message = if reason == "inactive_user" { "this account has been deactivated" } else { BAD_CREDENTIALS };
         return Err(ApiError::unauthorized(message));
     }
-    let Some(user) = candidate else { return Err(ApiError::internal("login candidate vanished")) };
+    let Some(user) = matching.first() else { return Err(ApiError::internal("login candidate vanished")) };
     let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", user.role)))?;
-    LoginThrottle::clear_email(&state, &email).await?;
+    attempt.succeeded(&state).await?;
     users::record_login(&state.db, UserId(user.id)).await?;
-    let (token, expires_at) = state.jwt.issue(UserId(user.id), TenantId(user.tenant_id), role)?;
+    let (token, expires_at) = state.jwt.issue(UserId(user.id), TenantId(user.tenant_id), role, user.token_version)?;
     Ok(Json(Data {
         data: LoginResponse {
             token,
             expires_at,
-            user: SessionUser { id: user.id, email: user.email, name: user.name, role, tenant_id: user.tenant_id },
+            user: SessionUser {
+                id: user.id,
+                email: user.email.clone(),
+                name: user.name.clone(),
+                role,
+                tenant_id: user.tenant_id,
+            },
         },
     }))
+}
+
+/// A hashing refusal as the API answers it: 503 with `Retry-After` when the pool is full.
+pub(crate) fn busy(error: HashingError) -> ApiError {
+    match error {
+        HashingError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many sign-ins are being checked right now; try again in a second",
+        )
+        .retry_after(1),
+        HashingError::Failed(problem) => ApiError::internal(problem),
+    }
+}
+
+/// Signs out: every token of the caller (on every device) stops working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204, description = "Signed out")))]
+pub async fn logout(State(state): State<AppState>, auth: AuthCtx) -> Result<StatusCode, ApiError> {
+    let (mut tx, _) = state.begin(&auth).await?;
+    users::revoke_tokens(&mut tx, auth.tenant_id, auth.user_id).await?;
+    audit::record(
+        &mut tx,
+        Some(auth.tenant_id),
+        AuditEntry {
+            actor: Some(auth.user_id),
+            action: "logout",
+            target_type: Some("user"),
+            target_id: Some(auth.user_id.as_uuid()),
+            details: json!({}),
+            request_id: None,
+            ip: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in user.
@@ -135,5 +203,8 @@ pub async fn me(State(state): State<AppState>, auth: AuthCtx) -> Result<Json<Dat
 
 pub fn router() -> axum::Router<AppState> {
     use axum::routing::{get, post};
-    axum::Router::new().route("/api/v1/auth/login", post(login)).route("/api/v1/auth/me", get(me))
+    axum::Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
 }

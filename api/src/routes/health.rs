@@ -1,10 +1,12 @@
 //! Liveness, readiness and metrics for operators and load balancers.
 
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -54,29 +56,61 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }, postgres, redis }))
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. When `METRICS_TOKEN` is set it asks for `Authorization: Bearer <token>`.
+/// A scrape runs no query: the job gauges are refreshed every few seconds by `refresh_job_gauges`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // Job figures come from Postgres and Redis at scrape time, so one scrape of any API replica shows every
-    // queue, whichever workers ran the jobs.
-    if let Ok(totals) = crm_shared::db::jobs::totals_by_kind_and_status(&state.db).await {
-        for (kind, status, count) in totals {
-            metrics::gauge!("jobs", "kind" => kind, "status" => status).set(count as f64);
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, description = "METRICS_TOKEN is set and the request did not carry it",
+               body = crate::error::ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(expected) = &state.settings.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(sent.as_bytes(), expected.expose_secret().as_bytes()) {
+            return Err(ApiError::unauthorized("send Authorization: Bearer <METRICS_TOKEN>"));
         }
-    }
-    if let Ok(counts) = crm_shared::db::jobs::queue_counts(&state.db).await {
-        for queue in counts {
-            metrics::gauge!("queue_depth", "queue" => queue.queue).set(queue.queued as f64);
-        }
-    }
-    let mut redis = state.redis.clone();
-    let workers: Result<Vec<String>, _> =
-        redis::AsyncCommands::keys(&mut redis, format!("{}:workers:*", state.settings.redis_prefix)).await;
-    if let Ok(workers) = workers {
-        metrics::gauge!("live_workers").set(workers.len() as f64);
     }
     metrics::gauge!("db_pool_connections").set(f64::from(state.db.size()));
     metrics::gauge!("db_pool_idle_connections").set(state.db.num_idle() as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y)) == 0
+}
+
+/// How often the API refreshes the job gauges it exposes.
+pub const JOB_GAUGES_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps `queue_depth`, `jobs_running` and `live_workers` current, so one scrape of any API replica shows
+/// every queue, whichever workers ran the jobs, without a query per scrape.
+pub async fn refresh_job_gauges(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        match crm_shared::db::jobs::live_counts(&state.db).await {
+            Ok(counts) => {
+                for queue in crm_shared::jobs::Queue::ALL {
+                    let count = |status: &str| {
+                        counts
+                            .iter()
+                            .find(|(name, of, _)| name == queue.name() && of == status)
+                            .map_or(0.0, |(_, _, count)| *count as f64)
+                    };
+                    metrics::gauge!("queue_depth", "queue" => queue.name()).set(count("queued"));
+                    metrics::gauge!("jobs_running", "queue" => queue.name()).set(count("running"));
+                }
+            }
+            Err(error) => tracing::debug!(%error, "job gauges not refreshed"),
+        }
+        let mut redis = state.redis.clone();
+        if let Ok(workers) = crm_shared::worker_registry::live(&mut redis, &state.settings.redis_prefix).await {
+            metrics::gauge!("live_workers").set(workers.len() as f64);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(JOB_GAUGES_INTERVAL) => {}
+        }
+    }
 }

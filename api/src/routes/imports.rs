@@ -23,6 +23,7 @@ use crm_shared::db::jobs::{self, NewJob};
 use crm_shared::domain::enums::Role;
 use crm_shared::domain::validation::{ErrorCode, Validator};
 use crm_shared::ids::new_id;
+use crm_shared::imports::file_name;
 use crm_shared::imports::headers::ImportEntity;
 use crm_shared::imports::reader::FileFormat;
 use crm_shared::imports::rows::ErrorType;
@@ -133,6 +134,7 @@ fn file_format(file_name: &str, first_bytes: &[u8]) -> Result<FileFormat, ApiErr
 struct StoredUpload {
     key: String,
     file_name: String,
+    original_file_name: Option<String>,
     size: u64,
     format: FileFormat,
 }
@@ -145,7 +147,9 @@ async fn store_file(
     key_base: &str,
 ) -> Result<StoredUpload, ApiError> {
     let limit = state.settings.import_max_bytes;
-    let file_name = field.file_name().unwrap_or("upload").chars().take(255).collect::<String>();
+    let sent_name = field.file_name().unwrap_or("upload").to_owned();
+    let file_name = file_name::clean(&sent_name);
+    let original_file_name = file_name::escaped_original(&sent_name);
     let mut head: Vec<u8> = Vec::new();
     let mut writer: Option<(FileWriter, FileFormat, String)> = None;
     let mut size = 0u64;
@@ -179,7 +183,7 @@ async fn store_file(
         None => start_stored_file(state, &file_name, key_base, head).await?,
     };
     writer.finish().await?;
-    Ok(StoredUpload { key, file_name, size, format })
+    Ok(StoredUpload { key, file_name, original_file_name, size, format })
 }
 
 /// Decides the format from the name and first bytes (or 415), then starts the stored file with those bytes.
@@ -194,6 +198,27 @@ async fn start_stored_file(
     let mut writer = state.storage.writer(&key).await?;
     writer.write(head.into()).await?;
     Ok((writer, format, key))
+}
+
+/// The most a form field other than `file` may hold (a mapping of many columns fits easily).
+const MAX_FORM_FIELD_BYTES: usize = 64 * 1024;
+
+/// Reads a form field other than the file, refusing it as soon as it passes `MAX_FORM_FIELD_BYTES` or holds a
+/// control character.
+async fn read_form_field(field: &mut axum::extract::multipart::Field<'_>, name: &str) -> Result<String, ApiError> {
+    let shown = if name.is_empty() || name.chars().any(char::is_control) { "(unnamed field)" } else { name };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|error| bad_upload(&error))? {
+        if bytes.len() + chunk.len() > MAX_FORM_FIELD_BYTES {
+            return Err(ApiError::field(shown, format!("is longer than {} KiB", MAX_FORM_FIELD_BYTES / 1024)));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| ApiError::field(shown, "is not valid UTF-8 text"))?;
+    if let Some(bad) = text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ApiError::field(shown, format!("holds the control character U+{:04X}", u32::from(bad))));
+    }
+    Ok(text)
 }
 
 fn bad_upload(error: &axum::extract::multipart::MultipartError) -> ApiError {
@@ -243,12 +268,13 @@ pub async fn create_import(
                     return Err(ApiError::field("file", "send one file per import"));
                 }
                 stored = Some(store_file(&state, &mut field, &key_base).await?);
-            } else if matches!(name.as_str(), "entity" | "mapping" | "mode" | "dry_run") {
-                let text = field.text().await.map_err(|error| bad_upload(&error))?;
-                if text.len() > 64 * 1024 {
-                    return Err(ApiError::field(&name, "is too long"));
+            } else {
+                // Every other field is read piece by piece and refused past its limit, never buffered whole
+                // (issue 9: a 1 GiB `entity` sent chunked took the API to 2,100 MiB before its 422).
+                let text = read_form_field(&mut field, &name).await?;
+                if matches!(name.as_str(), "entity" | "mapping" | "mode" | "dry_run") {
+                    fields.insert(name, text);
                 }
-                fields.insert(name, text);
             }
         }
         Ok(())
@@ -365,6 +391,7 @@ async fn accept_upload(
             job_id: job.id,
             entity: entity.as_str(),
             file_name: &stored.file_name,
+            original_file_name: stored.original_file_name.as_deref(),
             file_size: i64::try_from(stored.size).unwrap_or(i64::MAX),
             file_format: stored.format.as_str(),
             storage_key: &stored.key,

@@ -14,9 +14,7 @@ use chrono::{DateTime, Utc};
 use crm_shared::db::jobs::{self, JobRow, NewJob, QueueCounts};
 use crm_shared::domain::validation::{ErrorCode, Validator};
 use crm_shared::jobs::{JobKind, JobStatus, JobTask, ProbePayload, Queue};
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -185,7 +183,8 @@ pub async fn cancel_job(
 
 /// Runs a failed or dead job again, with a fresh count of attempts.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", params(("id" = Uuid, Path)),
-    responses((status = 202, description = "Queued again", body = Data<JobView>)))]
+    responses((status = 202, description = "Queued again", body = Data<JobAccepted>,
+               headers(("Location" = String, description = "The job to poll")))))]
 pub async fn retry_job(
     State(state): State<AppState>,
     auth: AuthCtx,
@@ -220,12 +219,23 @@ pub async fn hand_off(state: &AppState, job: &JobRow) {
     }
 }
 
+/// The answer to work that was queued (contract §2): the job's id twice (`id` and `job_id`, as every 202
+/// has both), its status, and the job itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAccepted {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    #[schema(value_type = JobStatus)]
+    pub status: String,
+    pub job: JobView,
+}
+
 /// `202 Accepted` with the job and where to poll it.
 pub fn accepted(job: JobRow) -> Response {
     metrics::counter!("jobs_enqueued_total", "kind" => job.kind.clone()).increment(1);
     let location = format!("/api/v1/jobs/{}", job.id);
     let view = JobView::from(job);
-    let body = json!({ "data": { "id": view.id, "job_id": view.id, "status": view.status, "job": view } });
+    let body = Data { data: JobAccepted { id: view.id, job_id: view.id, status: view.status.clone(), job: view } };
     let mut headers = HeaderMap::new();
     if let Ok(value) = location.parse() {
         headers.insert(header::LOCATION, value);
@@ -249,9 +259,15 @@ pub struct ProbeRequest {
     pub step_ms: Option<u64>,
 }
 
-/// Enqueues a probe job through the same path as every job: operators check the pipeline end to end.
+/// Probes one tenant may have queued or running at once.
+pub const MAX_PROBES_PER_TENANT: i64 = 4;
+
+/// Enqueues a probe job through the same path as every job: operators check the pipeline end to end. Probes
+/// run on the `system` queue, at most `MAX_PROBES_PER_TENANT` per tenant at a time (429 beyond).
 #[utoipa::path(post, path = "/api/v1/admin/probes", tag = "operations", request_body = ProbeRequest,
-    responses((status = 202, description = "Queued; poll the Location", body = Data<JobView>)))]
+    responses((status = 202, description = "Queued; poll the Location", body = Data<JobAccepted>,
+               headers(("Location" = String, description = "The job to poll"))),
+              (status = 429, description = "The tenant already has its probes running", body = crate::error::ErrorBody)))]
 pub async fn create_probe(
     State(state): State<AppState>,
     AdminCtx(auth): AdminCtx,
@@ -274,6 +290,18 @@ pub async fn create_probe(
     let payload = serde_json::to_value(ProbePayload { steps, step_ms, fault: None }).map_err(ApiError::internal)?;
     let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (mut tx, _) = state.begin(&auth).await?;
+    // Serialises the count and the insert per tenant, so parallel requests cannot all pass the cap.
+    let unfinished = jobs::count_unfinished_locked(&mut tx, auth.tenant_id, JobKind::Probe).await?;
+    if unfinished >= MAX_PROBES_PER_TENANT {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "your workspace already has {MAX_PROBES_PER_TENANT} probes queued or running; wait for them to end"
+            ),
+        )
+        .retry_after(5));
+    }
     let job = jobs::insert(
         &mut tx,
         auth.tenant_id,
@@ -294,7 +322,8 @@ pub async fn create_probe(
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkerView {
-    pub name: String,
+    /// The process's name (host and pid): shown to the platform operator only (`OPERATOR_TENANT_ID`).
+    pub name: Option<String>,
     pub queues: Vec<String>,
     pub concurrency: Option<u64>,
     pub last_heartbeat_at: Option<String>,
@@ -305,46 +334,46 @@ pub struct WorkerView {
 pub struct QueueView {
     #[serde(flatten)]
     pub counts: QueueCounts,
-    /// Tasks waiting in Redis (the rest of `queued` waits in Postgres for room).
+    /// Tasks waiting in Redis, all tenants (the rest of `queued` waits in Postgres for room): platform
+    /// operator only.
     pub redis_backlog: Option<i64>,
     pub live_workers: Vec<WorkerView>,
 }
 
-/// Operators' view of every queue, across tenants (admins).
+/// Per queue: the caller's tenant's jobs (queued, running, succeeded and failed in the last hour, dead) and
+/// the workers serving it. Admins of the operator tenant (`OPERATOR_TENANT_ID`) see every tenant's figures,
+/// the Redis backlog and the workers' names.
 #[utoipa::path(get, path = "/api/v1/admin/queues", tag = "operations",
-    responses((status = 200, description = "Per queue: counts, Redis backlog and live workers", body = Data<Vec<QueueView>>)))]
+    responses((status = 200, description = "Per queue: counts and live workers", body = Data<Vec<QueueView>>)))]
 pub async fn queues(
     State(state): State<AppState>,
     AdminCtx(auth): AdminCtx,
 ) -> Result<Json<Data<Vec<QueueView>>>, ApiError> {
-    // Only to check that the admin is still active: the figures below span tenants (owner connection).
-    let (tx, _) = state.begin(&auth).await?;
+    let operator = state.settings.operator_tenant_id == Some(auth.tenant_id.as_uuid());
+    let (mut tx, _) = state.begin(&auth).await?;
+    let counts =
+        if operator { jobs::queue_counts_all_tenants(&state.db).await? } else { jobs::queue_counts(&mut tx).await? };
     tx.commit().await?;
-    let counts = jobs::queue_counts(&state.db).await?;
     let prefix = &state.settings.redis_prefix;
     let mut redis = state.redis.clone();
-    let worker_keys: Vec<String> =
-        redis.keys(format!("{prefix}:workers:*")).await.map_err(crm_shared::DomainError::from)?;
-    let mut workers = Vec::new();
-    for key in worker_keys {
-        let value: Option<String> = redis.get(&key).await.map_err(crm_shared::DomainError::from)?;
-        if let Some(value) = value.and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok()) {
-            workers.push(WorkerView {
-                name: value["name"].as_str().unwrap_or_default().to_owned(),
-                queues: value["queues"]
-                    .as_array()
-                    .map(|q| q.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
-                concurrency: value["concurrency"].as_u64(),
-                last_heartbeat_at: value["last_heartbeat_at"].as_str().map(str::to_owned),
-                started_at: value["started_at"].as_str().map(str::to_owned),
-            });
-        }
-    }
+    let heartbeats =
+        crm_shared::worker_registry::live(&mut redis, prefix).await.map_err(crm_shared::DomainError::from)?;
+    let workers: Vec<WorkerView> = heartbeats
+        .iter()
+        .map(|value| WorkerView {
+            name: operator.then(|| value["name"].as_str().unwrap_or_default().to_owned()),
+            queues: value["queues"]
+                .as_array()
+                .map(|q| q.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            concurrency: value["concurrency"].as_u64(),
+            last_heartbeat_at: value["last_heartbeat_at"].as_str().map(str::to_owned),
+            started_at: value["started_at"].as_str().map(str::to_owned),
+        })
+        .collect();
     let mut views = Vec::new();
     for queue_counts in counts {
-        let queue = Queue::parse(&queue_counts.queue);
-        let redis_backlog = match queue {
+        let redis_backlog = match Queue::parse(&queue_counts.queue).filter(|_| operator) {
             Some(queue) => {
                 let config = crm_shared::jobs::queue_config(prefix, queue);
                 let result: Result<(i64, i64), _> = redis::pipe()

@@ -105,10 +105,7 @@ pub async fn create_user(
     let (Some(address), Some(name), Some(role), Some(secret)) = (address, name, role, secret) else {
         return Err(ApiError::internal("validated user fields missing"));
     };
-    let password_hash = tokio::task::spawn_blocking(move || password::hash(&secret))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let password_hash = state.hashing.hash(secret).await.map_err(crate::routes::auth::busy)?;
 
     let (mut tx, _) = state.begin(&auth).await?;
     let user = users::create(

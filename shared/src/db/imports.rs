@@ -14,7 +14,10 @@ pub struct ImportView {
     pub id: Uuid,
     /// `leads`, `clients` or `projects`.
     pub entity: String,
+    /// The name cleaned for display: no path, control or direction-override characters, no markup.
     pub file_name: String,
+    /// The name as uploaded, with anything a display could misread escaped as `\u{…}`; null when it was clean.
+    pub original_file_name: Option<String>,
     pub file_size: i64,
     /// `csv` or `xlsx`.
     pub file_format: String,
@@ -52,7 +55,7 @@ pub struct ImportView {
     pub detected: Option<Value>,
 }
 
-const VIEW_COLUMNS: &str = "i.id, i.entity, i.file_name, i.file_size, i.file_format, i.mode, i.dry_run, \
+const VIEW_COLUMNS: &str = "i.id, i.entity, i.file_name, i.original_file_name, i.file_size, i.file_format, i.mode, i.dry_run, \
     CASE WHEN i.status IN ('queued', 'running') AND j.status IN ('failed', 'dead') THEN 'failed' \
          WHEN i.status IN ('queued', 'running') AND j.status = 'cancelled' THEN 'cancelled' \
          ELSE i.status END AS status, \
@@ -66,6 +69,7 @@ pub struct NewImport<'a> {
     pub job_id: Uuid,
     pub entity: &'a str,
     pub file_name: &'a str,
+    pub original_file_name: Option<&'a str>,
     pub file_size: i64,
     pub file_format: &'a str,
     pub storage_key: &'a str,
@@ -78,8 +82,8 @@ pub struct NewImport<'a> {
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, import: &NewImport<'_>) -> Result<(), DomainError> {
     sqlx::query(
         "INSERT INTO imports (id, tenant_id, job_id, entity, file_name, file_size, file_format, storage_key, mode, \
-             dry_run, mapping, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             dry_run, mapping, created_by, original_file_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(import.id)
     .bind(tenant)
@@ -93,6 +97,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, import: &NewImpor
     .bind(import.dry_run)
     .bind(&import.mapping)
     .bind(import.created_by)
+    .bind(import.original_file_name)
     .execute(conn)
     .await?;
     Ok(())

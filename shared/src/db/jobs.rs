@@ -496,21 +496,51 @@ pub struct QueueCounts {
     pub dead: i64,
 }
 
-pub async fn queue_counts(pool: &PgPool) -> Result<Vec<QueueCounts>, DomainError> {
-    Ok(sqlx::query_as(
-        "SELECT q.queue, \
-           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'queued') AS queued, \
-           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'running') AS running, \
-           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'succeeded' AND finished_at > now() - interval '1 hour') AS succeeded_last_hour, \
-           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'failed' AND finished_at > now() - interval '1 hour') AS failed_last_hour, \
-           (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'dead') AS dead \
-         FROM unnest(ARRAY['imports', 'exports', 'reports', 'emails']) AS q(queue)",
+const QUEUE_COUNTS: &str = "SELECT q.queue, \
+       (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'queued') AS queued, \
+       (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'running') AS running, \
+       (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'succeeded' AND finished_at > now() - interval '1 hour') AS succeeded_last_hour, \
+       (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'failed' AND finished_at > now() - interval '1 hour') AS failed_last_hour, \
+       (SELECT count(*) FROM jobs WHERE queue = q.queue AND status = 'dead') AS dead \
+     FROM unnest(ARRAY['imports', 'exports', 'reports', 'emails', 'system']) AS q(queue)";
+
+/// The tenant's jobs of `kind` that are queued or running. Takes a transaction-long advisory lock per tenant
+/// and kind first, so concurrent callers that count and then insert are serialised.
+pub async fn count_unfinished_locked(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: JobKind,
+) -> Result<i64, DomainError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
+        .bind(tenant)
+        .bind(kind.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = $2 AND status IN ('queued', 'running')",
     )
-    .fetch_all(pool)
+    .bind(tenant)
+    .bind(kind.as_str())
+    .fetch_one(conn)
     .await?)
 }
 
-/// Jobs by kind and status (all tenants), for the metrics endpoint.
-pub async fn totals_by_kind_and_status(pool: &PgPool) -> Result<Vec<(String, String, i64)>, DomainError> {
-    Ok(sqlx::query_as("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status").fetch_all(pool).await?)
+/// Every tenant's jobs per queue: the platform operator's view.
+pub async fn queue_counts_all_tenants(pool: &PgPool) -> Result<Vec<QueueCounts>, DomainError> {
+    Ok(sqlx::query_as(QUEUE_COUNTS).fetch_all(pool).await?)
+}
+
+/// The tenant's own jobs per queue (row-level security in a tenant transaction leaves only them).
+pub async fn queue_counts(conn: &mut PgConnection) -> Result<Vec<QueueCounts>, DomainError> {
+    Ok(sqlx::query_as(QUEUE_COUNTS).fetch_all(conn).await?)
+}
+
+/// Queued and running jobs per queue, all tenants, for the metrics gauges. Reads only the live part of the
+/// (queue, status, finished_at) index, however many finished jobs the table holds.
+pub async fn live_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT queue, status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY queue, status",
+    )
+    .fetch_all(pool)
+    .await?)
 }

@@ -135,6 +135,8 @@ pub async fn begin_tenant_on(
 pub struct Session {
     pub role: Role,
     pub locale: TenantLocale,
+    /// Bumped by logout, deactivation and reactivation: a token issued under an older version is dead.
+    pub token_version: i32,
 }
 
 /// Begins a tenant transaction for a signed-in user, checking in the same round trip that the user still
@@ -144,8 +146,8 @@ pub struct Session {
 pub async fn begin_for_user(pool: &PgPool, tenant: TenantId, user: UserId) -> Result<(Tx, Session), DomainError> {
     let mut tx = pool.begin().await?;
     // The row is read as the connecting owner, before the role switch takes effect for later statements.
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT u.role, t.default_region, t.time_zone, \
+    let row: Option<(String, String, String, i32)> = sqlx::query_as(
+        "SELECT u.role, t.default_region, t.time_zone, u.token_version, \
                 set_config('role', 'crm_app', true), set_config('app.tenant_id', $1::text, true) \
          FROM users u JOIN tenants t ON t.id = u.tenant_id \
          WHERE u.tenant_id = $1 AND u.id = $2 AND u.is_active",
@@ -154,11 +156,13 @@ pub async fn begin_for_user(pool: &PgPool, tenant: TenantId, user: UserId) -> Re
     .bind(user)
     .fetch_optional(&mut *tx)
     .await?
-    .map(|(role, region, zone, _, _): (String, String, String, String, String)| (role, region, zone));
-    let Some((role, default_region, time_zone)) = row else {
+    .map(|(role, region, zone, version, _, _): (String, String, String, i32, String, String)| {
+        (role, region, zone, version)
+    });
+    let Some((role, default_region, time_zone, token_version)) = row else {
         return Err(DomainError::Unauthorized("this account is no longer active; sign in again".into()));
     };
     let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?} in users"))?;
     let time_zone = parse_time_zone(&time_zone).unwrap_or(chrono_tz::UTC);
-    Ok((tx, Session { role, locale: TenantLocale { default_region, time_zone } }))
+    Ok((tx, Session { role, locale: TenantLocale { default_region, time_zone }, token_version }))
 }

@@ -1,4 +1,5 @@
-//! Users of a tenant. Login is the one lookup without a tenant (an email names one user across tenants).
+//! Users of a tenant. Login is the one lookup without a tenant: an email is unique within a tenant, so it may
+//! name users of several tenants, and the password (or the login's `tenant_id`) decides which.
 
 use crate::domain::enums::Role;
 use crate::error::DomainError;
@@ -35,17 +36,47 @@ pub struct LoginCandidate {
     pub role: String,
     pub is_active: bool,
     pub password_hash: String,
+    pub token_version: i32,
 }
 
-/// Finds the user an email signs in as. Runs on the owner connection: no tenant is known yet.
+/// The most accounts one login checks the password against (each check costs 19 MiB and tens of milliseconds).
+pub const MAX_LOGIN_CANDIDATES: i64 = 5;
+
+/// The users an email may sign in as, and the email as Postgres lower-cases it: the login limiter keys on that
+/// same form, so `ADM\u{130}N@x` and `admin@x` (which Postgres folds alike and Rust does not) share one count.
+#[derive(Debug)]
+pub struct LoginLookup {
+    pub email_key: String,
+    pub candidates: Vec<LoginCandidate>,
+}
+
+/// Finds the users an email signs in as (in `tenant` only, when given). Runs on the owner connection: no
+/// tenant is known yet.
 #[tracing::instrument(skip_all)]
-pub async fn find_for_login(pool: &PgPool, email: &str) -> Result<Option<LoginCandidate>, DomainError> {
-    Ok(sqlx::query_as(
-        "SELECT id, tenant_id, email, name, role, is_active, password_hash FROM users WHERE lower(email) = lower($1)",
+pub async fn find_for_login(pool: &PgPool, email: &str, tenant: Option<TenantId>) -> Result<LoginLookup, DomainError> {
+    let mut conn = pool.acquire().await?;
+    let email_key: String = sqlx::query_scalar("SELECT lower($1::text)").bind(email).fetch_one(&mut *conn).await?;
+    let candidates = sqlx::query_as(
+        "SELECT id, tenant_id, email, name, role, is_active, password_hash, token_version FROM users \
+         WHERE lower(email) = $1 AND ($2::uuid IS NULL OR tenant_id = $2) ORDER BY created_at, id LIMIT $3",
     )
-    .bind(email)
-    .fetch_optional(pool)
-    .await?)
+    .bind(&email_key)
+    .bind(tenant)
+    .bind(MAX_LOGIN_CANDIDATES)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(LoginLookup { email_key, candidates })
+}
+
+/// Revokes every token the user holds (logout).
+#[tracing::instrument(skip_all, fields(user_id = %user))]
+pub async fn revoke_tokens(conn: &mut PgConnection, tenant: TenantId, user: UserId) -> Result<(), DomainError> {
+    sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %user))]
@@ -161,7 +192,9 @@ pub async fn update(
     changes: &UserChanges,
 ) -> Result<Option<UserRow>, DomainError> {
     let updated = sqlx::query(
+        // A change of is_active (either way) revokes every token issued before it.
         "UPDATE users SET name = COALESCE($3, name), role = COALESCE($4, role), is_active = COALESCE($5, is_active), \
+         token_version = token_version + CASE WHEN $5 IS DISTINCT FROM NULL AND $5 <> is_active THEN 1 ELSE 0 END, \
          updated_at = now() WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)

@@ -4,6 +4,7 @@
 
 mod csv_file;
 pub mod encoding;
+pub mod file_name;
 pub mod headers;
 pub mod reader;
 pub mod rows;

@@ -13,7 +13,7 @@ async fn a_probe_enqueued_through_the_api_runs_and_reports_progress() {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut worker = app
-        .start_worker_with(&["--queues", "imports", "--concurrency", "2"], &[("WORKER_METRICS_ADDR", &metrics_addr)])
+        .start_worker_with(&["--queues", "system", "--concurrency", "2"], &[("WORKER_METRICS_ADDR", &metrics_addr)])
         .await;
     let accepted = app.post("/api/v1/admin/probes", &admin, json!({ "steps": 3, "step_ms": 50 })).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
@@ -38,9 +38,10 @@ async fn a_probe_enqueued_through_the_api_runs_and_reports_progress() {
     app.get(&format!("/api/v1/jobs/{id}"), &other_tenant).await.assert_error(StatusCode::NOT_FOUND, "not_found");
 
     let queues = app.get("/api/v1/admin/queues", &admin).await;
-    let imports =
-        queues.data().as_array().expect("queues").iter().find(|q| q["queue"] == "imports").cloned().expect("imports");
-    assert_eq!(imports["live_workers"].as_array().map(Vec::len), Some(1), "{imports}");
+    let system =
+        queues.data().as_array().expect("queues").iter().find(|q| q["queue"] == "system").cloned().expect("system");
+    assert_eq!(system["live_workers"].as_array().map(Vec::len), Some(1), "{system}");
+    assert_eq!(system["succeeded_last_hour"], 1, "{system}");
 
     let worker_metrics =
         reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("scrape").text().await.expect("text");
@@ -49,8 +50,8 @@ async fn a_probe_enqueued_through_the_api_runs_and_reports_progress() {
     assert!(worker_metrics.contains("job_run_duration_seconds"), "{worker_metrics}");
     let api_metrics =
         app.client.get(format!("{}/metrics", app.address)).send().await.expect("scrape").text().await.expect("text");
-    assert!(api_metrics.contains("jobs{kind=\"probe\",status=\"succeeded\"}"), "{api_metrics}");
-    assert!(api_metrics.contains("queue_depth{queue=\"imports\"}"), "{api_metrics}");
+    assert!(api_metrics.contains("queue_depth{queue=\"system\"}"), "{api_metrics}");
+    assert!(api_metrics.contains("jobs_running{queue=\"system\"}"), "{api_metrics}");
     worker.signal(Signal::SIGTERM);
     assert!(worker.wait_exit(Duration::from_secs(30)).await.is_some_and(|status| status.success()));
 }
@@ -63,7 +64,7 @@ fn probe(steps: u32, step_ms: u64) -> serde_json::Value {
 async fn a_worker_killed_mid_job_leaves_it_to_another_and_every_step_happens_once() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
-    let mut first = app.start_worker(&["--queues", "imports", "--concurrency", "1"]).await;
+    let mut first = app.start_worker(&["--queues", "system", "--concurrency", "1"]).await;
     let id = app.enqueue_probe(admin.tenant_id, probe(20, 150), 3).await;
     app.wait_job(id, Duration::from_secs(20), |job| job.progress_done >= 4).await;
     first.signal(Signal::SIGKILL);
@@ -71,7 +72,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_and_every_step_happens_onc
     let halfway = app.job(id).await;
     assert_eq!(halfway.status, "running", "nobody has noticed yet");
 
-    let mut second = app.start_worker(&["--queues", "imports", "--concurrency", "1"]).await;
+    let mut second = app.start_worker(&["--queues", "system", "--concurrency", "1"]).await;
     let job = app.wait_job(id, Duration::from_secs(60), |job| job.status == "succeeded").await;
     assert_eq!(job.attempts, 2, "one attempt per worker that took it");
     assert_eq!(job.progress_done, 20);
@@ -97,7 +98,7 @@ async fn a_job_accepted_before_redis_was_emptied_still_runs() {
     // ...then Redis loses everything.
     let mut conn = app.redis().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flushall");
-    let mut worker = app.start_worker(&["--queues", "imports"]).await;
+    let mut worker = app.start_worker(&["--queues", "system"]).await;
     let job = app.wait_job(id, Duration::from_secs(30), |job| job.status == "succeeded").await;
     assert_eq!(job.attempts, 1);
     assert_eq!(app.probe_steps(id).await.len(), 2);
@@ -110,7 +111,7 @@ async fn a_job_accepted_before_redis_was_emptied_still_runs() {
 async fn sigterm_drains_running_jobs_within_the_bound_and_loses_nothing() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
-    let mut worker = app.start_worker(&["--queues", "imports", "--concurrency", "2"]).await;
+    let mut worker = app.start_worker(&["--queues", "system", "--concurrency", "2"]).await;
     let running = app.enqueue_probe(admin.tenant_id, probe(6, 300), 3).await;
     app.wait_job(running, Duration::from_secs(20), |job| job.progress_done >= 1).await;
     let waiting: Vec<_> = {
@@ -129,7 +130,7 @@ async fn sigterm_drains_running_jobs_within_the_bound_and_loses_nothing() {
     assert_eq!(app.job(running).await.status, "succeeded", "the running job was drained to its end");
 
     // What had not finished runs on the next worker; every job ends succeeded with every step once.
-    let mut next = app.start_worker(&["--queues", "imports", "--concurrency", "2"]).await;
+    let mut next = app.start_worker(&["--queues", "system", "--concurrency", "2"]).await;
     for id in waiting.iter().chain([&running]) {
         app.wait_job(*id, Duration::from_secs(60), |job| job.status == "succeeded").await;
         assert_eq!(app.probe_steps(*id).await.len(), 6);
@@ -146,13 +147,13 @@ async fn failures_end_failed_dead_or_retried_as_their_kind_says() {
 
     // Workers keep dying on the crashing job; keep starting new ones, as a supervisor would.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut worker = app.start_worker(&["--queues", "imports", "--concurrency", "4"]).await;
+    let mut worker = app.start_worker(&["--queues", "system", "--concurrency", "4"]).await;
     let mut restarts = 0;
     while app.job(crashing).await.status != "dead" {
         assert!(tokio::time::Instant::now() < deadline, "never dead: {:?}", app.job(crashing).await);
         if let Ok(Some(_)) = worker.child.try_wait() {
             restarts += 1;
-            worker = app.start_worker(&["--queues", "imports", "--concurrency", "4"]).await;
+            worker = app.start_worker(&["--queues", "system", "--concurrency", "4"]).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -196,7 +197,7 @@ async fn cancelled_jobs_never_run_or_stop_at_their_next_checkpoint() {
     let reply = app.post(&format!("/api/v1/jobs/{queued}/cancel"), &admin, json!({})).await;
     assert_eq!(reply.data()["status"], "cancelled", "{}", reply.body);
 
-    let mut worker = app.start_worker(&["--queues", "imports", "--concurrency", "2"]).await;
+    let mut worker = app.start_worker(&["--queues", "system", "--concurrency", "2"]).await;
     let running = app.enqueue_probe(admin.tenant_id, probe(100, 100), 3).await;
     app.wait_job(running, Duration::from_secs(20), |job| job.progress_done >= 2).await;
     let reply = app.post(&format!("/api/v1/jobs/{running}/cancel"), &admin, json!({})).await;
@@ -236,10 +237,10 @@ async fn a_hundred_thousand_jobs_drain_with_the_redis_backlog_bounded() {
     tx.commit().await.expect("commit");
 
     let mut workers = vec![
-        app.start_worker(&["--queues", "imports", "--concurrency", "32"]).await,
-        app.start_worker(&["--queues", "imports", "--concurrency", "32"]).await,
+        app.start_worker(&["--queues", "system", "--concurrency", "32"]).await,
+        app.start_worker(&["--queues", "system", "--concurrency", "32"]).await,
     ];
-    let config = crm_shared::jobs::queue_config(&app.redis_prefix, crm_shared::jobs::Queue::Imports);
+    let config = crm_shared::jobs::queue_config(&app.redis_prefix, crm_shared::jobs::Queue::System);
     let mut redis = app.redis().await;
     let mut largest_backlog = 0i64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);

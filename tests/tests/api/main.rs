@@ -13,6 +13,7 @@ mod processes;
 mod records;
 mod roles;
 mod seed;
+mod sign_in;
 mod stalls;
 mod tenancy;
 mod xlsx_limits;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 async fn worker_with_metrics(app: &TestApp) -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let address = format!("127.0.0.1:{port}");
-    let worker = app.start_worker_with(&["--queues", "imports"], &[("WORKER_METRICS_ADDR", &address)]).await;
+    let worker = app.start_worker_with(&["--queues", "imports,system"], &[("WORKER_METRICS_ADDR", &address)]).await;
     (worker, address)
 }
 
@@ -55,7 +55,7 @@ async fn processed_rows(app: &TestApp, import_id: Uuid) -> i64 {
 async fn take_over_while_frozen(app: &TestApp, frozen: &Process, job_id: Uuid, further: i64) -> Process {
     frozen.signal(Signal::SIGSTOP);
     let frozen_at = app.job(job_id).await.progress_done;
-    let second = app.start_worker(&["--queues", "imports"]).await;
+    let second = app.start_worker(&["--queues", "imports,system"]).await;
     let taken = app
         .wait_job(job_id, Duration::from_secs(60), |job| {
             job.attempts == 2 && job.status == "running" && job.progress_done >= frozen_at + further

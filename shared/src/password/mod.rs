@@ -1,8 +1,10 @@
-//! Argon2id password hashing. Both operations are deliberately slow: call them off the async runtime
-//! (`spawn_blocking`).
+//! Passwords: the policy a new one must meet, and argon2id hashing. The API hashes through the bounded
+//! [`PasswordHashing`] pool; `hash` and `verify` here are for one-off callers (the CLI, seeds) and are
+//! deliberately slow: call them off the async runtime (`spawn_blocking`).
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+pub mod hashing;
+
+pub use hashing::{HashingError, Lane, PasswordHashing};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_CHARS: usize = 256;
@@ -59,18 +61,12 @@ pub fn policy_problem(password: &str, email: &str) -> Option<String> {
 }
 
 pub fn hash(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| anyhow::anyhow!("hashing a password failed: {error}"))
+    hashing::hash_with(&mut Vec::new(), password).map_err(anyhow::Error::from)
 }
 
 /// False for a wrong password and for a malformed stored hash alike.
 pub fn verify(password: &str, stored_hash: &str) -> bool {
-    PasswordHash::new(stored_hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-        .unwrap_or(false)
+    hashing::verify_with(&mut Vec::new(), password, stored_hash)
 }
 
 /// A hash of no real password, verified against when the email is unknown so that a login for an unknown
