@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod formula_cells;
+mod hostile;
 mod import_files;
 mod import_rights;
 mod imports;
