@@ -2,8 +2,8 @@
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -38,6 +38,11 @@ where
         }
         let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
         refuse_control_characters_in_json(&bytes)?;
+        // Every body the API takes is an object: serde would otherwise read `["a@x", "pw"]` as a login.
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first.is_some_and(|byte| *byte != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+            return Err(ApiError::field("body", "must be a JSON object"));
+        }
         let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(deserializer) {
             Ok(value) => Ok(ApiJson(value)),
@@ -150,12 +155,26 @@ where
             )
             .with_details(json!({ "fields": { name.into_owned(): message } })));
         }
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(error)) => {
-                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", error.body_text()))
+        let _ = state;
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query));
+        match serde_path_to_error::deserialize::<_, T>(deserializer) {
+            Ok(value) => Ok(ApiQuery(value)),
+            Err(error) => {
+                let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                // A missing or unknown parameter names itself in the message rather than in the path.
+                let field = if path.is_empty() || path == "." {
+                    message.split('`').nth(1).unwrap_or("query").to_owned()
+                } else {
+                    path
+                };
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_query",
+                    format!("the query has an invalid parameter: {field}: {message}"),
+                )
+                .with_details(json!({ "fields": { field: message } })))
             }
-            Err(other) => Err(ApiError::bad_request(other.body_text())),
         }
     }
 }

@@ -45,7 +45,12 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let env = environment(&database_url, "bench-latency");
+    let mut env = environment(&database_url, "bench-latency");
+    // One tenant alone, measured at full speed: its request rate and its share of the pool (the limits that
+    // keep one tenant from crowding out others, measured by tenant_fairness) are lifted.
+    env.insert("USER_REQUESTS_PER_MINUTE".into(), "100000000".into());
+    env.insert("TENANT_REQUESTS_PER_MINUTE".into(), "100000000".into());
+    env.insert("TENANT_MAX_CONCURRENT_REQUESTS".into(), CLIENTS.to_string());
     let settings = Settings::from_lookup(|name| env.get(name).cloned())?;
     let app = server_runtime.block_on(Application::build(settings))?;
     let base = format!("http://127.0.0.1:{}", app.port());

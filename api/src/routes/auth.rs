@@ -25,9 +25,9 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "admin@demo.example", max_length = 320)]
+    #[schema(example = "admin@demo.example", max_length = 320, required = true)]
     pub email: Option<String>,
-    #[schema(example = "demo-password", max_length = 256)]
+    #[schema(example = "demo-password", max_length = 256, required = true)]
     pub password: Option<String>,
     /// Only needed when the same email and password open more than one workspace (tenant): the login then
     /// answers 422 asking for it.

@@ -30,8 +30,10 @@ pub const MAX_LIMIT: i64 = 100;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Records to skip (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// Compute `total` (costs a count; otherwise `total` is null).
     pub include_total: Option<bool>,

@@ -25,7 +25,7 @@ pub struct TeamListParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamCreate {
-    #[schema(example = "East")]
+    #[schema(example = "East", required = true)]
     pub name: Option<String>,
 }
 

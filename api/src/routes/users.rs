@@ -26,19 +26,21 @@ pub struct UserListParams {
     pub offset: Option<i64>,
     pub include_total: Option<bool>,
     /// Only users of this role.
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
-    #[schema(example = "rep@example.com")]
+    #[schema(example = "rep@example.com", format = Email, max_length = 320, required = true)]
     pub email: Option<String>,
-    #[schema(example = "Sam Rep")]
+    #[schema(example = "Sam Rep", required = true)]
     pub name: Option<String>,
     /// 12 to 256 characters, not mostly spaces, not the email or a variation of it, not a commonly used password.
+    #[schema(min_length = 12, max_length = 256, required = true)]
     pub password: Option<String>,
-    #[schema(example = "sales")]
+    #[schema(example = "sales", value_type = Option<Role>, required = true)]
     pub role: Option<String>,
     pub team_ids: Option<Vec<Uuid>>,
 }

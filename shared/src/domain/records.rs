@@ -39,7 +39,7 @@ fn keep<T>(value: T) -> Result<Option<T>, super::validation::Invalid> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeadCreate {
-    #[schema(example = "Ada")]
+    #[schema(example = "Ada", required = true)]
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     #[schema(example = "ada@example.com")]
@@ -47,9 +47,9 @@ pub struct LeadCreate {
     #[schema(example = "(415) 555-2671")]
     pub phone: Option<String>,
     pub company: Option<String>,
-    #[schema(example = "Website")]
+    #[schema(example = "Website", value_type = Option<crate::domain::enums::LeadSource>)]
     pub lead_source: Option<String>,
-    #[schema(example = "new")]
+    #[schema(example = "new", value_type = Option<crate::domain::enums::LeadStatus>)]
     pub status: Option<String>,
     pub notes: Option<String>,
     pub assigned_to_user_id: Option<Uuid>,
@@ -75,10 +75,10 @@ pub struct LeadUpdate {
     #[schema(value_type = Option<String>)]
     pub company: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::LeadSource>)]
     pub lead_source: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::LeadStatus>)]
     pub status: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -173,11 +173,11 @@ pub fn lead_source() -> impl Fn(String) -> super::validation::Normalized<LeadSou
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCreate {
-    #[schema(example = "Acme Corp")]
+    #[schema(example = "Acme Corp", required = true)]
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
-    #[schema(example = "prospect")]
+    #[schema(example = "prospect", value_type = Option<crate::domain::enums::ClientStatus>)]
     pub status: Option<String>,
     pub industry: Option<String>,
     pub assigned_to_user_id: Option<Uuid>,
@@ -196,7 +196,7 @@ pub struct ClientUpdate {
     #[schema(value_type = Option<String>)]
     pub phone: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::ClientStatus>)]
     pub status: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -267,10 +267,11 @@ pub fn client_status() -> impl Fn(String) -> super::validation::Normalized<Clien
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
+    #[schema(required = true)]
     pub client_id: Option<Uuid>,
-    #[schema(example = "Website relaunch")]
+    #[schema(example = "Website relaunch", required = true)]
     pub name: Option<String>,
-    #[schema(example = "active")]
+    #[schema(example = "active", value_type = Option<crate::domain::enums::ProjectStatus>)]
     pub status: Option<String>,
     /// Decimal with at most two places, as a number or a string.
     #[schema(value_type = Option<String>, example = "12500.00")]
@@ -291,7 +292,7 @@ pub struct ProjectUpdate {
     #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::ProjectStatus>)]
     pub status: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -381,9 +382,9 @@ pub fn project_status() -> impl Fn(String) -> super::validation::Normalized<Proj
 #[serde(deny_unknown_fields)]
 pub struct InteractionCreate {
     #[serde(rename = "type")]
-    #[schema(example = "call")]
+    #[schema(example = "call", value_type = Option<crate::domain::enums::InteractionType>, required = true)]
     pub kind: Option<String>,
-    #[schema(example = "2026-11-20T15:00:00Z")]
+    #[schema(example = "2026-11-20T15:00:00Z", required = true)]
     pub contact_date: Option<String>,
     pub lead_id: Option<Uuid>,
     pub client_id: Option<Uuid>,
@@ -399,7 +400,7 @@ pub struct InteractionCreate {
 pub struct InteractionUpdate {
     #[serde(default)]
     #[serde(rename = "type")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::InteractionType>)]
     pub kind: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -498,14 +499,14 @@ pub fn interaction_type() -> impl Fn(String) -> super::validation::Normalized<In
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketCreate {
-    #[schema(example = "Cannot export to PDF")]
+    #[schema(example = "Cannot export to PDF", required = true)]
     pub subject: Option<String>,
     pub description: Option<String>,
-    #[schema(example = "bug")]
+    #[schema(example = "bug", value_type = Option<crate::domain::enums::TicketCategory>)]
     pub category: Option<String>,
-    #[schema(example = "high")]
+    #[schema(example = "high", value_type = Option<crate::domain::enums::TicketPriority>)]
     pub priority: Option<String>,
-    #[schema(example = "open")]
+    #[schema(example = "open", value_type = Option<crate::domain::enums::TicketStatus>)]
     pub status: Option<String>,
     pub queue: Option<String>,
     pub assigned_to_user_id: Option<Uuid>,
@@ -522,13 +523,13 @@ pub struct TicketUpdate {
     #[schema(value_type = Option<String>)]
     pub description: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::TicketCategory>)]
     pub category: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::TicketPriority>)]
     pub priority: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::domain::enums::TicketStatus>)]
     pub status: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -604,7 +605,7 @@ impl TicketUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketReplyCreate {
-    #[schema(example = "We are looking into it.")]
+    #[schema(example = "We are looking into it.", required = true)]
     pub body: Option<String>,
 }
 

@@ -69,7 +69,9 @@ async fn bad_paths_queries_and_routes_answer_the_envelope() {
     app.get("/api/v1/leads?limit=1000", &admin)
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    app.get("/api/v1/leads?limit=abc", &admin).await.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    let not_a_number = app.get("/api/v1/leads?limit=abc", &admin).await;
+    not_a_number.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    assert!(not_a_number.field_error("limit").is_some(), "every 422 names its field: {}", not_a_number.body);
     let sort = app.get("/api/v1/leads?sort=password", &admin).await;
     sort.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(sort.field_error("sort").is_some_and(|m| m.contains("created_at")));
@@ -167,6 +169,25 @@ async fn login_failures_are_rate_limited_and_audited() {
     let unknown = app.login("nobody@nowhere.test", "whatever1").await;
     unknown.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(unknown.body["error"], "the email or password is incorrect");
+}
+
+/// Issue 9, finding 12: a JSON array where an object belongs is refused; it used to sign in.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+    let array =
+        app.request(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!([admin.email, PASSWORD]))).await;
+    array.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(array.field_error("body"), Some("must be a JSON object"));
+    assert!(array.body.get("data").is_none());
+    let leads_before = app.count_rows("leads", Some(admin.tenant_id)).await;
+    for body in [json!(["Ada"]), json!("Ada"), json!(42), json!(null)] {
+        let reply = app.post("/api/v1/leads", &admin, body.clone()).await;
+        reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(reply.field_error("body"), Some("must be a JSON object"), "{body}");
+    }
+    assert_eq!(app.count_rows("leads", Some(admin.tenant_id)).await, leads_before);
 }
 
 /// Issue 9, finding 8: a NUL byte (Postgres refuses it in text) was a 500 with a backtrace in the log.

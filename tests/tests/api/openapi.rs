@@ -2,6 +2,7 @@
 
 use crm_tests::TestApp;
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_document_covers_every_route_and_its_errors() {
@@ -16,6 +17,7 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/ready", "get"),
         ("/metrics", "get"),
         ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/logout", "post"),
         ("/api/v1/auth/me", "get"),
         ("/api/v1/users", "get"),
         ("/api/v1/users", "post"),
@@ -73,7 +75,30 @@ async fn the_document_covers_every_route_and_its_errors() {
             }
         }
     }
-    assert!(paths["/api/v1/auth/login"]["post"]["responses"].get("429").is_some());
+    let login = &paths["/api/v1/auth/login"]["post"];
+    for status in ["401", "422", "429", "503"] {
+        assert!(login["responses"].get(status).is_some(), "login documents {status}: {login}");
+    }
+    assert!(login["responses"]["503"]["headers"].get("Retry-After").is_some(), "{login}");
+    assert!(paths["/api/v1/leads"]["get"]["responses"]["429"]["headers"].get("Retry-After").is_some());
+    // Requests name what is required, the enumerations as the API writes them, and the ranges.
+    let schemas = &document["components"]["schemas"];
+    let required = |name: &str| schemas[name]["required"].as_array().cloned().unwrap_or_default();
+    assert!(
+        required("LoginRequest").contains(&json!("email")) && required("LoginRequest").contains(&json!("password"))
+    );
+    assert!(required("LeadCreate").contains(&json!("first_name")), "{}", schemas["LeadCreate"]);
+    assert!(required("InteractionCreate").contains(&json!("type")), "{}", schemas["InteractionCreate"]);
+    assert!(schemas["LeadSource"]["enum"].as_array().is_some_and(|values| values.contains(&json!("Cold Call"))));
+    let limit = paths["/api/v1/leads"]["get"]["parameters"]
+        .as_array()
+        .and_then(|params| params.iter().find(|p| p["name"] == "limit"))
+        .cloned()
+        .expect("limit");
+    assert_eq!(limit["schema"]["maximum"], 100, "{limit}");
+    let probe = &paths["/api/v1/admin/probes"]["post"]["responses"]["202"];
+    assert!(probe["headers"].get("Location").is_some(), "{probe}");
+    assert!(probe["content"]["application/json"]["schema"].to_string().contains("JobAccepted"), "{probe}");
     assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
     let upload = &paths["/api/v1/imports"]["post"];
     assert!(upload["requestBody"]["content"].get("multipart/form-data").is_some(), "{upload}");
