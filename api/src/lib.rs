@@ -18,7 +18,7 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use crm_shared::config::Settings;
 use std::any::Any;
@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
-        .route("/docs", get(docs))
+        .merge(docs())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_limits::enforce))
@@ -170,15 +170,25 @@ async fn openapi_json() -> impl IntoResponse {
     axum::Json(openapi::ApiDoc::openapi())
 }
 
-/// The documentation page loads its viewer script from jsDelivr (utoipa-scalar's page) and fetches the document.
-async fn docs() -> impl IntoResponse {
-    let policy = "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; \
-                  style-src 'unsafe-inline' https://cdn.jsdelivr.net; font-src https://cdn.jsdelivr.net data:; \
-                  img-src data: https:; connect-src 'self'; frame-ancestors 'none'";
-    (
-        [(axum::http::header::CONTENT_SECURITY_POLICY, policy)],
-        Html(utoipa_scalar::Scalar::new(openapi::ApiDoc::openapi()).to_html()),
-    )
+/// The documentation viewer (Swagger UI), its assets compiled into the binary from the
+/// `utoipa-swagger-ui-vendored` crate: no CDN, and it works offline. `/docs` redirects to `/docs/`.
+fn docs<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let viewer = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"]).try_it_out_enabled(true));
+    Router::from(viewer).layer(axum::middleware::map_response(docs_policy))
+}
+
+/// The viewer's own scripts and styles, from this origin only; it may fetch only this origin.
+async fn docs_policy(mut response: Response) -> Response {
+    use axum::http::HeaderValue;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    response
 }
 
 async fn unknown_route() -> ApiError {

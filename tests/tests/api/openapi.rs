@@ -155,5 +155,29 @@ async fn every_answer_carries_the_security_headers() {
     }
     let docs = app.client.get(format!("{}/docs", app.address)).send().await.expect("docs");
     let policy = docs.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    assert!(policy.contains("https://cdn.jsdelivr.net") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+}
+
+/// Issue 9, finding 11: /docs loaded an unpinned script from a CDN and broke offline. Every asset of the
+/// viewer now comes from the binary, and its page names no other origin.
+#[tokio::test]
+async fn the_documentation_viewer_is_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(3)).build().expect("client");
+    let page = client.get(format!("{}/docs", app.address)).send().await.expect("docs");
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"].to_str().expect("policy").to_owned();
+    assert!(policy.contains("script-src 'self'") && !policy.contains("http"), "{policy}");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("http://") && !html.contains("https://"), "the page loads another origin: {html}");
+    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-initializer.js"] {
+        let response = client.get(format!("{}/docs/{asset}", app.address)).send().await.expect("asset");
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        let body = response.text().await.expect("asset body");
+        assert!(body.len() > 100, "{asset} is empty");
+        if asset == "swagger-initializer.js" {
+            assert!(body.contains("/api/v1/openapi.json"), "{body}");
+        }
+    }
 }
