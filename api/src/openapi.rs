@@ -3,7 +3,7 @@
 //! follow, so the document cannot forget one.
 
 use crate::error::ErrorBody;
-use crate::routes::{auth, health, imports, jobs, record_kinds, teams, ticket_replies, users};
+use crate::routes::{auth, health, import_errors, imports, jobs, record_kinds, teams, ticket_replies, users};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -37,8 +37,8 @@ use utoipa::{Modify, OpenApi};
         record_kinds::ticket_endpoints::update, record_kinds::ticket_endpoints::delete, record_kinds::ticket_endpoints::restore,
         ticket_replies::list_replies, ticket_replies::add_reply,
         jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job, jobs::queues, jobs::create_probe,
-        imports::create_import, imports::list_imports, imports::get_import, imports::list_errors, imports::errors_csv,
-        imports::update_error, imports::retry_import, imports::cancel_import,
+        imports::create_import, imports::list_imports, imports::get_import, import_errors::list_errors,
+        import_errors::errors_csv, import_errors::update_error, imports::retry_import, imports::cancel_import,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),

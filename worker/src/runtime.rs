@@ -49,9 +49,9 @@ impl From<crm_shared::DomainError> for JobError {
             crm_shared::DomainError::Unavailable(..) => JobError::Transient(error.to_string()),
             crm_shared::DomainError::Internal(detail) => {
                 tracing::warn!(error = %detail, "the job was interrupted by an internal error");
+                // Whether it runs again is the job's status (queued, or dead after its last attempt), not this text.
                 JobError::Transient(
-                    "the job was interrupted by an internal error (the worker's log has the detail); it will run again"
-                        .into(),
+                    "the job was interrupted by an internal error (the worker's log has the detail)".into(),
                 )
             }
             other => JobError::Permanent(other.to_string()),

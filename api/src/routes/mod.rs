@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod health;
+pub mod import_errors;
+mod import_upload;
 pub mod imports;
 pub mod jobs;
 pub mod record_kinds;

@@ -299,3 +299,30 @@ async fn past_the_request_rate_a_user_gets_429_and_other_tenants_do_not() {
     assert_eq!(app.count_rows("leads", Some(greedy.tenant_id)).await, 0);
     assert_eq!(app.get("/api/v1/leads", &other).await.status, StatusCode::OK);
 }
+
+/// Finding 5: four long probes from one tenant held up another tenant's one-row import for 45 s, because probes
+/// ran on the imports queue. They run on `system` now.
+#[tokio::test]
+async fn probes_do_not_hold_up_another_tenants_import() {
+    let app = TestApp::spawn().await;
+    let prober = app.tenant().await;
+    let importer = app.tenant().await;
+    let _worker = app.start_worker(&["--queues", "imports,system", "--concurrency", "1"]).await;
+    let mut probes = Vec::new();
+    for _ in 0..4 {
+        let probe = app.post("/api/v1/admin/probes", &prober, json!({ "steps": 10, "step_ms": 1000 })).await;
+        assert_eq!(probe.status, StatusCode::ACCEPTED, "{}", probe.body);
+        probes.push(probe.id());
+    }
+    // The first probe is running before the import arrives.
+    app.wait_job(probes[0], Duration::from_secs(15), |job| job.status == "running").await;
+    let started = Instant::now();
+    let upload = app.upload(&importer, "one.csv", b"first_name\nAda\n".to_vec(), &[("entity", "leads")]).await;
+    assert_eq!(upload.status, StatusCode::ACCEPTED, "{}", upload.body);
+    let import = app.wait_import(&importer, upload.id(), Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    assert_eq!(import["status"], "completed", "{import}");
+    assert!(took < Duration::from_secs(5), "the import waited {took:?} behind the probes");
+    assert_eq!(app.job(probes[3]).await.status, "queued", "the probes still queue behind each other");
+    assert_eq!(app.count_rows("leads", Some(importer.tenant_id)).await, 1);
+}
