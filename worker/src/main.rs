@@ -8,7 +8,7 @@ use std::process::ExitCode;
 #[command(name = "crm-worker", about = "Runs the CRM's background jobs")]
 struct Cli {
     /// Comma-separated queues to take jobs from.
-    #[arg(long, default_value = "imports,exports,reports,emails", value_parser = parse_queue_list)]
+    #[arg(long, default_value = "imports,exports,reports,emails,system", value_parser = parse_queue_list)]
     queues: std::vec::Vec<Queue>,
     /// Jobs run at once, per queue.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
