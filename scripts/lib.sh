@@ -33,6 +33,10 @@ install_missing_packages() {
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v curl >/dev/null || missing+=(curl)
     command -v cc >/dev/null || missing+=(build-essential)
+    # PDF exports: their fonts (Latin with accents and CJK), and pdftotext for the tests that read them back.
+    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing+=(fonts-dejavu-core)
+    command -v pdftotext >/dev/null || missing+=(poppler-utils)
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

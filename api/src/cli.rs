@@ -108,10 +108,7 @@ pub async fn create_tenant(pool: &PgPool, args: &CreateTenant) -> Result<Created
         tenants::create(&mut tx, &tenants::NewTenant { name, default_region: &region, time_zone: &args.time_zone })
             .await?;
     // The admin row goes in under the new tenant's row-level security, like every later write.
-    sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await?;
+    db::enter_tenant(&mut tx, tenant).await?;
     let user = users::create(
         &mut tx,
         tenant,

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod request_limits;
 pub mod routes;
 pub mod serve;
+pub mod signed_links;
 pub mod state;
 
 use crate::error::ApiError;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ticket_replies::router())
         .merge(routes::jobs::router())
         .merge(routes::imports::router())
+        .merge(routes::exports::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

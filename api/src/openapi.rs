@@ -3,7 +3,7 @@
 //! follow, so the document cannot forget one.
 
 use crate::error::ErrorBody;
-use crate::routes::{auth, health, import_errors, imports, jobs, record_kinds, teams, ticket_replies, users};
+use crate::routes::{auth, exports, health, import_errors, imports, jobs, record_kinds, teams, ticket_replies, users};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -39,6 +39,8 @@ use utoipa::{Modify, OpenApi};
         jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job, jobs::queues, jobs::create_probe,
         imports::create_import, imports::list_imports, imports::get_import, import_errors::list_errors,
         import_errors::errors_csv, import_errors::update_error, imports::retry_import, imports::cancel_import,
+        exports::create_export, exports::list_exports, exports::get_export, exports::cancel_export,
+        exports::download_export,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),
@@ -62,6 +64,10 @@ use utoipa::{Modify, OpenApi};
             100 KiB, or that has more than 10,000 entries, is refused without being inflated; so is one whose shared \
             strings would take more than 192 MiB of memory to read (save it as CSV). errors.csv puts a ' before any \
             cell a spreadsheet would run as a formula; an import takes it off again."),
+        (name = "exports", description = "Exports of what a list shows, as CSV, XLSX or PDF, made in the background: \
+            history, progress, cancel, download with a token or a signed link that expires. Admins, managers, sales \
+            and support export what they may read; readonly may not. Admins see the tenant's exports, everyone else \
+            their own."),
         (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]

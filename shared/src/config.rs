@@ -48,6 +48,12 @@ pub struct Settings {
     pub operator_tenant_id: Option<uuid::Uuid>,
     /// When set, `GET /metrics` asks for `Authorization: Bearer <METRICS_TOKEN>`.
     pub metrics_token: Option<SecretString>,
+    /// How long an export's file can be downloaded after it was made.
+    pub export_ttl: Duration,
+    /// How long an import's uploaded file is kept after the import ended.
+    pub import_file_ttl: Duration,
+    /// The most rows a PDF export may have (more: 422 at request time).
+    pub pdf_max_rows: i64,
     /// How long a client may take to send a request's headers, and to send the next piece of its body.
     pub http_header_timeout: Duration,
     pub http_body_idle_timeout: Duration,
@@ -163,6 +169,10 @@ impl Settings {
                     })?)
                 }
             },
+            export_ttl: Duration::from_secs(positive("EXPORT_TTL_HOURS", 168)? * 3600),
+            import_file_ttl: Duration::from_secs(positive("IMPORT_FILE_TTL_DAYS", 30)? * 86_400),
+            pdf_max_rows: i64::try_from(positive("PDF_MAX_ROWS", 50_000)?)
+                .map_err(|_| invalid("PDF_MAX_ROWS", "is too large".into()))?,
             http_header_timeout: Duration::from_secs(positive("HTTP_HEADER_TIMEOUT_SECONDS", 10)?),
             http_body_idle_timeout: Duration::from_secs(positive("HTTP_BODY_IDLE_TIMEOUT_SECONDS", 30)?),
         })

@@ -6,6 +6,7 @@ pub mod csv_safety;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod exports;
 pub mod ids;
 pub mod imports;
 pub mod jobs;

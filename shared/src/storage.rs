@@ -73,6 +73,42 @@ impl Storage {
         }
     }
 
+    /// The file's size and its bytes as a stream (downloads).
+    pub async fn read_stream(
+        &self,
+        key: &str,
+    ) -> Result<(u64, futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>), DomainError> {
+        let result = self.store.get(&self.location(key)).await.map_err(storage_error)?;
+        let size = result.meta.size;
+        let stream = result.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+        Ok((size, stream))
+    }
+
+    /// Stores a finished local file under `key`, in parts; nothing is visible under `key` until it is whole.
+    pub async fn store_file(&self, key: &str, path: &std::path::Path) -> Result<u64, DomainError> {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(path).await.map_err(|error| DomainError::Internal(error.into()))?;
+        let mut writer = self.writer(key).await?;
+        let mut buffer = vec![0u8; 1024 * 1024];
+        loop {
+            let read = match file.read(&mut buffer).await {
+                Ok(read) => read,
+                Err(error) => {
+                    writer.abort().await;
+                    return Err(DomainError::Internal(error.into()));
+                }
+            };
+            if read == 0 {
+                break;
+            }
+            if let Err(error) = writer.write(Bytes::copy_from_slice(&buffer[..read])).await {
+                writer.abort().await;
+                return Err(error);
+            }
+        }
+        writer.finish().await
+    }
+
     /// A local path to read the file from: the file itself in a local store, else a temporary download that is
     /// removed when the returned value is dropped.
     pub async fn local_copy(&self, key: &str) -> Result<LocalFile, DomainError> {

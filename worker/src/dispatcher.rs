@@ -57,8 +57,7 @@ impl Dispatcher {
     ) -> Result<usize, crm_shared::DomainError> {
         let mut tx = self.pool.begin().await?;
         let lock_key = 0x6a6f_6273_0000_i64 + queue as i64;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(lock_key).fetch_one(&mut *tx).await?;
+        let locked = crm_shared::db::try_transaction_lock(&mut tx, lock_key).await?;
         if !locked {
             return Ok(0);
         }

@@ -3,6 +3,8 @@
 //! (Redis kept in step with Postgres), the job heartbeats and the process's own heartbeat.
 
 pub mod dispatcher;
+pub mod export;
+pub mod file_expiry;
 pub mod import;
 pub mod ledger;
 pub mod probe;
@@ -59,7 +61,10 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
         .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
-    let runtime = Arc::new(JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection, storage));
+    let runtime = Arc::new(
+        JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection, storage.clone())
+            .with_export_ttl(settings.export_ttl),
+    );
 
     let mut background = tokio::task::JoinSet::new();
     let stop_background = CancellationToken::new();
@@ -72,6 +77,7 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         Dispatcher { pool: pool.clone(), redis: redis.clone(), redis_prefix: settings.redis_prefix.clone() };
     background.spawn(dispatcher.run_maintenance(options.queues.clone(), stop_background.clone()));
     background.spawn(job_heartbeats(runtime.clone(), stop_background.clone()));
+    background.spawn(file_expiry::sweep(pool.clone(), storage, settings.import_file_ttl, stop_background.clone()));
     background.spawn(process_heartbeat(
         redis.clone(),
         settings.redis_prefix.clone(),

@@ -3,7 +3,7 @@
 //! duplicated or stale delivery finds nothing to claim and does nothing.
 
 use crate::ledger::Ledger;
-use crate::{import, probe};
+use crate::{export, import, probe};
 use apalis::prelude::{BoxDynError, Data};
 use crm_shared::db::jobs::{self, JobLease, JobRow, Outcome};
 use crm_shared::db::{self as db, Tx};
@@ -70,6 +70,8 @@ pub struct JobRuntime {
     /// Imports reading their files at once in this process: each holds up to about 200 MiB at worst (an .xlsx's
     /// shared strings, bounded by `xlsx_check`), so the process's memory stays bounded whatever --concurrency says.
     pub import_slots: tokio::sync::Semaphore,
+    /// How long an export's file can be downloaded (`EXPORT_TTL_HOURS`).
+    pub export_ttl: std::time::Duration,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
     /// The jobs running here.
@@ -161,9 +163,15 @@ impl JobRuntime {
             fault_injection,
             storage,
             import_slots: tokio::sync::Semaphore::new(IMPORTS_AT_ONCE),
+            export_ttl: std::time::Duration::from_secs(168 * 3600),
             ledger,
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_export_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.export_ttl = ttl;
+        self
     }
 
     /// The running jobs, each with the attempt it claimed.
@@ -222,6 +230,7 @@ impl JobRuntime {
         let result = match kind {
             Some(JobKind::Probe) => probe::run(&context).await,
             Some(JobKind::Import) => import::run(&context).await,
+            Some(JobKind::Export) => export::run(&context).await,
             other => Err(JobError::Permanent(format!("this worker cannot run {other:?} jobs yet"))),
         };
         if let Ok(mut running) = self.running.lock()

@@ -42,7 +42,7 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
     responses((status = 200, body = Readiness), (status = 503, description = "A dependency is down", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = async {
-        let select = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
+        let select = crm_shared::db::ping(&state.db);
         matches!(tokio::time::timeout(READY_CHECK_TIMEOUT, select).await, Ok(Ok(_)))
     };
     let mut redis = state.redis.clone();

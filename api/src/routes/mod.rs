@@ -1,6 +1,7 @@
 //! The HTTP surface, one module per area.
 
 pub mod auth;
+pub mod exports;
 pub mod health;
 pub mod import_errors;
 mod import_upload;

@@ -56,7 +56,7 @@ pub trait RecordResource: Send + Sync + 'static {
     type Row: for<'r> FromRow<'r, PgRow> + Serialize + Send + Unpin + 'static;
     type Create: DeserializeOwned + Send + 'static;
     type Update: DeserializeOwned + Send + 'static;
-    type Filters: DeserializeOwned + Send + 'static;
+    type Filters: DeserializeOwned + utoipa::IntoParams + Send + 'static;
 
     const TABLE: &'static RecordTable;
 
@@ -142,7 +142,7 @@ pub fn enum_list<E: Copy>(
     (!values.is_empty()).then_some(values)
 }
 
-fn list_query<R: RecordResource>(
+pub(crate) fn list_query<R: RecordResource>(
     params: ListParams,
     filters: R::Filters,
     locale: &TenantLocale,

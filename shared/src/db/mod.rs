@@ -6,6 +6,7 @@
 //! its filter.
 
 pub mod audit;
+pub mod exports;
 pub mod import_lookups;
 pub mod import_writes;
 pub mod imports;
@@ -109,6 +110,37 @@ pub async fn wait_for_schema(pool: &PgPool, shutdown: &tokio_util::sync::Cancell
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Tx, DomainError> {
     let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Confines the rest of an open transaction to one tenant (the CLI writes a new tenant's first admin so).
+pub async fn enter_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<(), DomainError> {
+    sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes a transaction-long advisory lock if it is free; false when another session holds it.
+pub async fn try_transaction_lock(conn: &mut PgConnection, key: i64) -> Result<bool, DomainError> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(conn).await?)
+}
+
+/// Whether Postgres answers (readiness).
+pub async fn ping(pool: &PgPool) -> Result<(), DomainError> {
+    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await?;
+    Ok(())
+}
+
+/// A read-only tenant transaction that sees one snapshot throughout (an export's count and rows agree).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn begin_tenant_snapshot(pool: &PgPool, tenant: TenantId) -> Result<Tx, DomainError> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     sqlx::query("SELECT set_config('role', 'crm_app', true), set_config('app.tenant_id', $1, true)")
         .bind(tenant.to_string())
         .execute(&mut *tx)

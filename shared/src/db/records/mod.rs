@@ -6,6 +6,7 @@ pub mod clients;
 pub mod interactions;
 pub mod leads;
 pub mod projects;
+mod stored_query;
 pub mod tickets;
 
 use crate::domain::access::{Entity, Scope};
@@ -32,6 +33,17 @@ pub struct RecordTable {
     /// The sortable columns that may be NULL. Only these get `NULLS LAST` when descending: on a NOT NULL
     /// column the clause would stop Postgres from reading the index backwards and make it sort every row.
     pub nullable_sort_columns: &'static [&'static str],
+}
+
+/// The table of an entity.
+pub fn table_of(entity: Entity) -> &'static RecordTable {
+    match entity {
+        Entity::Lead => &leads::LEADS,
+        Entity::Client => &clients::CLIENTS,
+        Entity::Project => &projects::PROJECTS,
+        Entity::Interaction => &interactions::INTERACTIONS,
+        Entity::Ticket => &tickets::TICKETS,
+    }
 }
 
 /// Who is asking, and which records they see.
@@ -147,6 +159,51 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, query: &Li
     }
 }
 
+fn push_order(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, sort: Sort) {
+    let direction = if sort.descending { " DESC" } else { " ASC" };
+    qb.push(" ORDER BY r.").push(sort.column).push(direction);
+    // Empty values last either way (ascending puts them last already).
+    if sort.descending && table.nullable_sort_columns.contains(&sort.column) {
+        qb.push(" NULLS LAST");
+    }
+    // The id breaks ties, so pages never overlap.
+    qb.push(", r.id").push(direction);
+}
+
+/// What an export streams: the list's own query (the same visibility, filters, search and order, built by the
+/// same functions) without paging, selecting `select` from the record `r` and the `joins` it names.
+pub fn export_query(
+    table: &RecordTable,
+    tenant: TenantId,
+    viewer: &Viewer,
+    query: &ListQuery,
+    select: &str,
+    joins: &[&str],
+) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(format!("SELECT {select} FROM {} r", table.table));
+    for join in joins {
+        qb.push(" ").push(*join);
+    }
+    push_visible(&mut qb, table, tenant, viewer, query.trash);
+    push_filters(&mut qb, table, query);
+    push_order(&mut qb, table, query.sort);
+    qb
+}
+
+/// How many records the list's query matches (an export's progress total).
+pub async fn count_matching(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &RecordTable,
+    viewer: &Viewer,
+    query: &ListQuery,
+) -> Result<i64, DomainError> {
+    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {} r", table.table));
+    push_visible(&mut count, table, tenant, viewer, query.trash);
+    push_filters(&mut count, table, query);
+    Ok(count.build_query_scalar::<i64>().fetch_one(conn).await?)
+}
+
 /// One page of records, newest first unless sorted otherwise.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table))]
 pub async fn list<T>(
@@ -162,25 +219,12 @@ where
     let mut qb = QueryBuilder::new(format!("SELECT {} FROM {} r", table.columns, table.table));
     push_visible(&mut qb, table, tenant, viewer, query.trash);
     push_filters(&mut qb, table, query);
-    let direction = if query.sort.descending { " DESC" } else { " ASC" };
-    qb.push(" ORDER BY r.").push(query.sort.column).push(direction);
-    // Empty values last either way (ascending puts them last already).
-    if query.sort.descending && table.nullable_sort_columns.contains(&query.sort.column) {
-        qb.push(" NULLS LAST");
-    }
-    // The id breaks ties, so pages never overlap.
-    qb.push(", r.id").push(direction);
+    push_order(&mut qb, table, query.sort);
     qb.push(" LIMIT ").push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
     let items = qb.build_query_as::<T>().fetch_all(&mut *conn).await?;
 
-    let total = if query.include_total {
-        let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {} r", table.table));
-        push_visible(&mut count, table, tenant, viewer, query.trash);
-        push_filters(&mut count, table, query);
-        Some(count.build_query_scalar::<i64>().fetch_one(&mut *conn).await?)
-    } else {
-        None
-    };
+    let total =
+        if query.include_total { Some(count_matching(conn, tenant, table, viewer, query).await?) } else { None };
     Ok(Page { items, total })
 }
 
@@ -204,8 +248,6 @@ where
     Ok(qb.build_query_as::<T>().fetch_optional(conn).await?)
 }
 
-/// Moves a visible record to the trash. False when there was nothing to delete.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
 /// Whether the record exists, is live and is visible to the viewer.
 pub async fn is_visible(
     conn: &mut PgConnection,
@@ -220,6 +262,8 @@ pub async fn is_visible(
     Ok(qb.build_query_scalar().fetch_one(conn).await?)
 }
 
+/// Moves a visible record to the trash. False when there was nothing to delete.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, table = table.table, id = %id))]
 pub async fn soft_delete(
     conn: &mut PgConnection,
     tenant: TenantId,
