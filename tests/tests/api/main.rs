@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod export_entities;
+mod export_faults;
 mod exports;
 mod formula_cells;
 mod hostile;
