@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::imports::router())
         .merge(routes::exports::router())
+        .merge(routes::export_templates::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

@@ -3,7 +3,10 @@
 //! follow, so the document cannot forget one.
 
 use crate::error::ErrorBody;
-use crate::routes::{auth, exports, health, import_errors, imports, jobs, record_kinds, teams, ticket_replies, users};
+use crate::routes::{
+    auth, export_download, export_templates, exports, health, import_errors, imports, jobs, record_kinds, teams,
+    ticket_replies, users,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
@@ -40,7 +43,9 @@ use utoipa::{Modify, OpenApi};
         imports::create_import, imports::list_imports, imports::get_import, import_errors::list_errors,
         import_errors::errors_csv, import_errors::update_error, imports::retry_import, imports::cancel_import,
         exports::create_export, exports::list_exports, exports::get_export, exports::cancel_export,
-        exports::download_export,
+        export_download::download_export, export_templates::list_templates, export_templates::create_template,
+        export_templates::get_template, export_templates::update_template, export_templates::delete_template,
+        export_templates::run_template,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),

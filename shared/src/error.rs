@@ -45,6 +45,7 @@ fn constraint_meaning(constraint: &str) -> Option<ConstraintMeaning> {
         "clients_email_key" => Duplicate("email", "a client with this email already exists"),
         "users_email_key" => Duplicate("email", "a user of this workspace already has this email"),
         "teams_name_key" => Duplicate("name", "a team with this name already exists"),
+        "export_templates_name_key" => Duplicate("name", "you already have an export template with this name"),
         "leads_assigned_to_fkey"
         | "clients_assigned_to_fkey"
         | "projects_assigned_to_fkey"

@@ -12,7 +12,6 @@ use crate::routes::records::{ListParams, RecordResource, list_query};
 use crate::signed_links;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,7 +114,7 @@ fn view(state: &AppState, row: ExportRow) -> ExportView {
 }
 
 /// Every role that may read the entity exports it, except readonly (contract §7).
-fn may_export(auth: &AuthCtx, entity: Entity) -> Result<(), ApiError> {
+pub(super) fn may_export(auth: &AuthCtx, entity: Entity) -> Result<(), ApiError> {
     if auth.role == Role::Readonly {
         return Err(ApiError::forbidden("the readonly role may not export"));
     }
@@ -152,7 +151,6 @@ fn filter_pairs(filters: &Map<String, Value>, validator: &mut Validator) -> Vec<
 
 /// What a validated request exports.
 struct Plan {
-    entity: Entity,
     columns: Vec<String>,
     query: records::ListQuery,
 }
@@ -194,39 +192,41 @@ fn plan<R: RecordResource>(
     if let Some(sort) = sort {
         pairs.push(("sort".into(), sort));
     }
-    validator.finish()?;
+    // Every problem at once: the columns' and filter names' above, and the values' as the list judges them.
+    let mut problems = validator.finish().err().map(|errors| errors.0).unwrap_or_default();
     let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let params: ListParams = serde_urlencoded::from_str(&encoded).map_err(|error| {
-        FieldErrors::one(crm_shared::domain::validation::FieldError::new(
-            "filters",
-            ErrorCode::InvalidValue,
-            error.to_string(),
-        ))
-    })?;
-    let own: R::Filters = serde_urlencoded::from_str(&encoded).map_err(|error| {
-        FieldErrors::one(crm_shared::domain::validation::FieldError::new(
-            "filters",
-            ErrorCode::InvalidValue,
-            error.to_string(),
-        ))
-    })?;
-    let query = list_query::<R>(params, own, locale)?;
-    Ok(Plan { entity, columns: names, query })
+    let parsed = serde_urlencoded::from_str::<ListParams>(&encoded)
+        .and_then(|params| Ok((params, serde_urlencoded::from_str::<R::Filters>(&encoded)?)));
+    let query = match parsed {
+        Ok((params, own)) => match list_query::<R>(params, own, locale) {
+            Ok(query) => Some(query),
+            Err(errors) => {
+                problems.extend(errors.0);
+                None
+            }
+        },
+        Err(error) => {
+            problems.push(crm_shared::domain::validation::FieldError::new(
+                "filters",
+                ErrorCode::InvalidValue,
+                error.to_string(),
+            ));
+            None
+        }
+    };
+    let (Some(query), true) = (query, problems.is_empty()) else {
+        return Err(FieldErrors(problems));
+    };
+    Ok(Plan { columns: names, query })
 }
 
-/// Starts an export. `filters` and `sort` take the list's names and values; what is exported is exactly what
-/// the caller's own list returns with them, every page of it.
-#[utoipa::path(post, path = "/api/v1/exports", tag = "exports", request_body = ExportRequest,
-    responses((status = 202, description = "Queued; poll the Location", body = Data<ExportView>,
-               headers(("Location" = String, description = "The export to poll")))))]
-pub async fn create_export(
-    State(state): State<AppState>,
-    auth: AuthCtx,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<ExportRequest>,
-) -> Result<Response, ApiError> {
+/// The entity and format a request or template names, or 422 naming what is wrong with them.
+pub(super) fn entity_and_format(
+    entity: Option<&str>,
+    format: Option<&str>,
+) -> Result<(Entity, ExportFormat), ApiError> {
     let mut validator = Validator::new();
-    let entity = match body.entity.as_deref().map(str::trim) {
+    let entity = match entity.map(str::trim) {
         None | Some("") => {
             validator.push(
                 "entity",
@@ -247,7 +247,7 @@ pub async fn create_export(
             entity
         }
     };
-    let format = match body.format.as_deref().map(str::trim) {
+    let format = match format.map(str::trim) {
         None | Some("") => {
             validator.push("format", ErrorCode::MissingRequired, "is required: csv, xlsx or pdf");
             None
@@ -261,23 +261,78 @@ pub async fn create_export(
         }
     };
     validator.finish()?;
-    let (Some(entity), Some(format)) = (entity, format) else {
-        return Err(ApiError::internal("validated export fields missing"));
-    };
-    may_export(&auth, entity)?;
-    let viewer = auth.viewer(entity, Action::Read)?;
-    let filters = body.filters.clone().unwrap_or_default();
-    let (mut tx, session) = state.begin(&auth).await?;
-    let plan = match entity {
-        Entity::Lead => plan::<Leads>(body.columns, &filters, body.sort.clone(), &session.locale),
-        Entity::Client => plan::<Clients>(body.columns, &filters, body.sort.clone(), &session.locale),
-        Entity::Project => plan::<Projects>(body.columns, &filters, body.sort.clone(), &session.locale),
-        Entity::Interaction => plan::<Interactions>(body.columns, &filters, body.sort.clone(), &session.locale),
-        Entity::Ticket => plan::<Tickets>(body.columns, &filters, body.sort.clone(), &session.locale),
+    match (entity, format) {
+        (Some(entity), Some(format)) => Ok((entity, format)),
+        _ => Err(ApiError::internal("validated export fields missing")),
+    }
+}
+
+/// What to export, from a request or a template.
+pub(super) struct ExportSpec {
+    pub entity: Entity,
+    pub format: ExportFormat,
+    pub columns: Option<Vec<String>>,
+    pub filters: Map<String, Value>,
+    pub sort: Option<String>,
+    pub file_name: Option<String>,
+    pub template_id: Option<Uuid>,
+}
+
+/// Validates the columns, filters and sort of `spec` for `entity` with the list's own parsing.
+pub(super) fn validate(
+    spec: &ExportSpec,
+    locale: &crm_shared::domain::records::TenantLocale,
+) -> Result<(Vec<String>, records::ListQuery), FieldErrors> {
+    let (columns, filters, sort) = (spec.columns.clone(), &spec.filters, spec.sort.clone());
+    let plan = match spec.entity {
+        Entity::Lead => plan::<Leads>(columns, filters, sort, locale),
+        Entity::Client => plan::<Clients>(columns, filters, sort, locale),
+        Entity::Project => plan::<Projects>(columns, filters, sort, locale),
+        Entity::Interaction => plan::<Interactions>(columns, filters, sort, locale),
+        Entity::Ticket => plan::<Tickets>(columns, filters, sort, locale),
     }?;
-    let table = records::table_of(plan.entity);
+    Ok((plan.columns, plan.query))
+}
+
+/// Starts an export. `filters` and `sort` take the list's names and values; what is exported is exactly what
+/// the caller's own list returns with them, every page of it.
+#[utoipa::path(post, path = "/api/v1/exports", tag = "exports", request_body = ExportRequest,
+    responses((status = 202, description = "Queued; poll the Location", body = Data<ExportView>,
+               headers(("Location" = String, description = "The export to poll")))))]
+pub async fn create_export(
+    State(state): State<AppState>,
+    auth: AuthCtx,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ExportRequest>,
+) -> Result<Response, ApiError> {
+    let (entity, format) = entity_and_format(body.entity.as_deref(), body.format.as_deref())?;
+    let spec = ExportSpec {
+        entity,
+        format,
+        columns: body.columns,
+        filters: body.filters.unwrap_or_default(),
+        sort: body.sort,
+        file_name: body.file_name,
+        template_id: None,
+    };
+    start_export(&state, &auth, &headers, spec).await
+}
+
+/// Validates `spec` as the caller, records the export and its job, and answers 202.
+pub(super) async fn start_export(
+    state: &AppState,
+    auth: &AuthCtx,
+    headers: &HeaderMap,
+    spec: ExportSpec,
+) -> Result<Response, ApiError> {
+    let (entity, format) = (spec.entity, spec.format);
+    may_export(auth, entity)?;
+    let viewer = auth.viewer(entity, Action::Read)?;
+    let (mut tx, session) = state.begin(auth).await?;
+    let (columns, query) = validate(&spec, &session.locale)?;
+    let table = records::table_of(entity);
     if format == ExportFormat::Pdf {
-        let rows = repo::count_rows(&mut tx, table, auth.tenant_id, &viewer, &plan.query).await?;
+        let rows = repo::count_rows(&mut tx, table, auth.tenant_id, &viewer, &query).await?;
         let limit = state.settings.pdf_max_rows;
         if rows > limit {
             return Err(ApiError::new(
@@ -291,7 +346,7 @@ pub async fn create_export(
         }
     }
     let export_id = new_id();
-    let file_name = download_name(body.file_name.as_deref(), entity, format);
+    let file_name = download_name(spec.file_name.as_deref(), entity, format);
     let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let job = jobs::insert(
         &mut tx,
@@ -314,12 +369,12 @@ pub async fn create_export(
             job_id: job.id,
             entity: exports::entity_name(entity),
             format: format.as_str(),
-            columns: plan.columns,
-            filters: Value::Object(filters),
-            sort: body.sort,
-            query: plan.query.to_stored(),
+            columns,
+            filters: Value::Object(spec.filters),
+            sort: spec.sort,
+            query: query.to_stored(),
             file_name: &file_name,
-            template_id: None,
+            template_id: spec.template_id,
             created_by: auth.user_id,
         },
     )
@@ -332,7 +387,8 @@ pub async fn create_export(
             action: "export_requested",
             target_type: Some("export"),
             target_id: Some(export_id),
-            details: json!({ "entity": exports::entity_name(entity), "format": format.as_str() }),
+            details: json!({ "entity": exports::entity_name(entity), "format": format.as_str(),
+                             "template_id": spec.template_id }),
             request_id: request_id.as_deref(),
             ip: None,
         },
@@ -341,9 +397,9 @@ pub async fn create_export(
     let row =
         repo::get(&mut tx, auth.tenant_id, export_id, None).await?.ok_or_else(|| ApiError::not_found("export"))?;
     tx.commit().await?;
-    hand_off(&state, &job).await;
+    hand_off(state, &job).await;
     let location = format!("/api/v1/exports/{export_id}");
-    let body = json!({ "data": view(&state, row) });
+    let body = json!({ "data": view(state, row) });
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -430,7 +486,7 @@ pub async fn list_exports(
     Ok(Json(ListResponse { items, total, limit, offset }))
 }
 
-async fn find_export(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ExportRow, ApiError> {
+pub(super) async fn find_export(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ExportRow, ApiError> {
     if auth.role == Role::Readonly {
         return Err(ApiError::forbidden("the readonly role may not export"));
     }
@@ -478,118 +534,11 @@ pub async fn cancel_export(
     Ok(Json(Data { data: view(&state, row) }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DownloadParams {
-    /// With `signature`: the link's expiry (Unix seconds), from `download_url`.
-    pub expires: Option<i64>,
-    pub signature: Option<String>,
-}
-
-/// The file, streamed with its type, length and an attachment name. With a bearer token: the requester or an
-/// admin. Without one: the signed link of `download_url` (403 when changed, 410 once expired).
-#[utoipa::path(get, path = "/api/v1/exports/{id}/download", tag = "exports", params(("id" = Uuid, Path), DownloadParams),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
-              (status = 409, description = "Not finished yet (`export_not_ready`)", body = crate::error::ErrorBody),
-              (status = 410, description = "Expired (`export_expired`)", body = crate::error::ErrorBody)))]
-pub async fn download_export(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<DownloadParams>,
-) -> Result<Response, ApiError> {
-    let (row, actor) = if headers.contains_key(header::AUTHORIZATION) {
-        let auth = AuthCtx::from_headers(&headers, &state)?;
-        let (mut tx, _) = state.begin(&auth).await?;
-        let row = find_export(&mut tx, &auth, id).await?;
-        tx.commit().await?;
-        (row, Some(auth.user_id))
-    } else {
-        let (Some(expires), Some(signature)) = (params.expires, params.signature.as_deref()) else {
-            return Err(ApiError::unauthorized("sign in, or use the export's download_url"));
-        };
-        if !signed_links::verify_export_download(&state, id, expires, signature) {
-            return Err(ApiError::forbidden("this download link is not valid"));
-        }
-        if expires < Utc::now().timestamp() {
-            return Err(ApiError::new(StatusCode::GONE, "export_expired", "this download link has expired"));
-        }
-        let row = repo::find_for_link(&state.db, id).await?.ok_or_else(|| ApiError::not_found("export"))?;
-        (row, None)
-    };
-    match row.status.as_str() {
-        "completed" => {}
-        "expired" => {
-            return Err(ApiError::new(StatusCode::GONE, "export_expired", "the export has expired; run it again"));
-        }
-        "queued" | "running" => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "export_not_ready", "the export has not finished yet"));
-        }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "export_not_ready",
-                format!("the export {other}; it has no file"),
-            ));
-        }
-    }
-    if row.expires_at.is_some_and(|at| at < Utc::now()) {
-        return Err(ApiError::new(StatusCode::GONE, "export_expired", "the export has expired; run it again"));
-    }
-    let key = row.storage_key.clone().ok_or_else(|| ApiError::internal("a completed export without a file"))?;
-    let (size, stream) = state.storage.read_stream(&key).await?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = crm_shared::TenantId(row.tenant_id);
-    let mut tx = crm_shared::db::begin_tenant_on(&mut conn, tenant).await?;
-    audit::record(
-        &mut tx,
-        Some(tenant),
-        AuditEntry {
-            actor,
-            action: "export_downloaded",
-            target_type: Some("export"),
-            target_id: Some(row.id),
-            details: json!({ "signed_link": actor.is_none() }),
-            request_id: None,
-            ip: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    let format = ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv);
-    let ascii: String = row
-        .file_name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    let encoded: String = row
-        .file_name
-        .bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect();
-    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    Ok(response)
-}
-
 pub fn router() -> axum::Router<AppState> {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/api/v1/exports", get(list_exports).post(create_export))
         .route("/api/v1/exports/{id}", get(get_export))
         .route("/api/v1/exports/{id}/cancel", post(cancel_export))
-        .route("/api/v1/exports/{id}/download", get(download_export))
+        .route("/api/v1/exports/{id}/download", get(super::export_download::download_export))
 }

@@ -1,6 +1,8 @@
 //! The HTTP surface, one module per area.
 
 pub mod auth;
+pub mod export_download;
+pub mod export_templates;
 pub mod exports;
 pub mod health;
 pub mod import_errors;

@@ -6,6 +6,7 @@
 //! its filter.
 
 pub mod audit;
+pub mod export_templates;
 pub mod exports;
 pub mod import_lookups;
 pub mod import_writes;

@@ -401,3 +401,71 @@ async fn links_roles_and_limits_answer_as_the_contract_says() {
             .expect("count");
     assert_eq!(downloads, 1, "the signed download is in the audit log");
 }
+
+#[tokio::test]
+async fn templates_are_validated_when_saved_and_run_with_the_runners_visibility() {
+    let app = TestApp::spawn().await;
+    let team = team_with_leads(&app).await;
+    let _worker = worker(&app).await;
+    let body = json!({ "name": "New leads", "entity": "leads", "format": "csv", "filters": { "status": "new" }, "sort": "first_name", "shared": true });
+    let created = app.post("/api/v1/export-templates", &team.admin, body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let template = created.id();
+    app.post("/api/v1/export-templates", &team.admin, body).await.assert_error(StatusCode::CONFLICT, "conflict");
+
+    let before = app.count_rows("export_templates", Some(team.admin.tenant_id)).await;
+    let bad = app
+        .post("/api/v1/export-templates", &team.rep, json!({ "name": "Bad", "entity": "leads", "format": "csv", "columns": ["secret"], "filters": { "status": "won" } }))
+        .await;
+    bad.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(bad.field_error("columns").is_some() && bad.field_error("status").is_some(), "{}", bad.body);
+    assert_eq!(app.count_rows("export_templates", Some(team.admin.tenant_id)).await, before, "nothing saved");
+
+    // The rep sees and runs the shared template, and gets only their own new leads.
+    let listed = app.get("/api/v1/export-templates", &team.rep).await;
+    assert_eq!(listed.data().as_array().map(Vec::len), Some(1), "{}", listed.body);
+    let run = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/export-templates/{template}/run"),
+            Some(&team.rep.token),
+            None,
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.body);
+    assert_eq!(run.data()["template_id"], template.to_string());
+    let id = run.id();
+    let done = loop {
+        let reply = app.get(&format!("/api/v1/exports/{id}"), &team.rep).await;
+        if reply.data()["status"] == "completed" {
+            break reply.data().clone();
+        }
+        assert!(matches!(reply.data()["status"].as_str(), Some("queued" | "running")), "{}", reply.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, rows) = csv_rows(&download(&app, &team.rep, &done).await);
+    let expected = expected_rows(&whole_list(&app, &team.rep, "status=new&sort=first_name").await, &team.emails);
+    assert_eq!(rows, expected);
+
+    // Others run it but may not change it; a private template is its creator's alone.
+    let path = format!("/api/v1/export-templates/{template}");
+    let change = json!({ "name": "Mine now", "entity": "leads", "format": "xlsx" });
+    app.patch(&path, &team.rep, change.clone()).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.delete(&path, &team.rep).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let changed = app.patch(&path, &team.admin, change).await;
+    assert_eq!((changed.status, &changed.data()["format"]), (StatusCode::OK, &json!("xlsx")), "{}", changed.body);
+    let private = app
+        .post("/api/v1/export-templates", &team.rep, json!({ "name": "Mine", "entity": "tickets", "format": "pdf" }))
+        .await;
+    assert_eq!(private.status, StatusCode::CREATED, "{}", private.body);
+    app.get(&format!("/api/v1/export-templates/{}", private.id()), &team.other_rep)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    let readonly = app.user(&team.admin, "readonly", &[]).await;
+    app.get("/api/v1/export-templates", &readonly).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.delete(&path, &team.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/exports/{id}"), &team.rep).await.data()["template_id"],
+        serde_json::Value::Null
+    );
+}
