@@ -77,6 +77,15 @@ impl Font {
     }
 }
 
+/// A page being filled: its title and header drawing, then its rows' text (set as one text section when the
+/// page is done) and the heights of the rules under them: three operations a row.
+#[derive(Default)]
+struct Page {
+    head: Vec<Op>,
+    rows: Vec<Op>,
+    rules: Vec<f32>,
+}
+
 pub struct PdfExport {
     doc: PdfDocument,
     path: std::path::PathBuf,
@@ -86,7 +95,7 @@ pub struct PdfExport {
     column_width: f32,
     zone: Tz,
     title: Title,
-    pages: Vec<Vec<Op>>,
+    pages: Vec<Page>,
     /// Where the next row's baseline goes on the current page.
     cursor: f32,
 }
@@ -150,7 +159,7 @@ impl PdfExport {
         let items = self.row_items(&self.bold, &names);
         text_at(&mut ops, &self.bold.id, FONT_SIZE, MARGIN + CELL_PADDING, top - ROW_HEIGHT + 4.0, items);
         self.cursor = top - 2.0 * ROW_HEIGHT + 4.0;
-        self.pages.push(ops);
+        self.pages.push(Page { head: ops, ..Page::default() });
     }
 
     /// A row's cells as one run of text: each cell fitted to its column, then an offset to the next column.
@@ -195,15 +204,10 @@ impl ExportWriter for PdfExport {
         let texts: Vec<String> = cells.iter().map(|cell| one_line(cell.to_text(self.zone))).collect();
         let items = self.row_items(&self.regular, &texts);
         let y = self.cursor;
-        let font = self.regular.id.clone();
         if let Some(page) = self.pages.last_mut() {
-            text_at(page, &font, FONT_SIZE, MARGIN + CELL_PADDING, y, items);
-            // A hairline under the row.
-            page.push(Op::SetOutlineThickness { pt: Pt(0.2) });
-            let point = |x: f32| LinePoint { p: Point { x: Pt(x), y: Pt(y - 4.0) }, bezier: false };
-            page.push(Op::DrawLine {
-                line: Line { points: vec![point(MARGIN), point(PAGE_WIDTH - MARGIN)], is_closed: false },
-            });
+            page.rows.push(Op::SetTextMatrix { matrix: TextMatrix::Translate(Pt(MARGIN + CELL_PADDING), Pt(y)) });
+            page.rows.push(Op::ShowText { items });
+            page.rules.push(y - 4.0);
         }
         self.cursor -= ROW_HEIGHT;
         Ok(())
@@ -214,7 +218,19 @@ impl ExportWriter for PdfExport {
         let pages: Vec<PdfPage> = std::mem::take(&mut self.pages)
             .into_iter()
             .enumerate()
-            .map(|(index, mut ops)| {
+            .map(|(index, page)| {
+                let mut ops = page.head;
+                ops.push(Op::SetOutlineThickness { pt: Pt(0.2) });
+                for y in page.rules {
+                    let point = |x: f32| LinePoint { p: Point { x: Pt(x), y: Pt(y) }, bezier: false };
+                    ops.push(Op::DrawLine {
+                        line: Line { points: vec![point(MARGIN), point(PAGE_WIDTH - MARGIN)], is_closed: false },
+                    });
+                }
+                ops.push(Op::StartTextSection);
+                ops.push(Op::SetFont { font: PdfFontHandle::External(self.regular.id.clone()), size: Pt(FONT_SIZE) });
+                ops.extend(page.rows);
+                ops.push(Op::EndTextSection);
                 let footer = format!("Page {} of {total}", index + 1);
                 let x = PAGE_WIDTH - MARGIN - self.regular.width(&footer, FONT_SIZE);
                 text_at(&mut ops, &self.regular.id, FONT_SIZE, x, MARGIN, vec![TextItem::Text(footer)]);
