@@ -90,3 +90,72 @@ async fn a_worker_killed_mid_export_leaves_no_partial_file_and_the_next_complete
         .expect("count");
     assert_eq!(i64::try_from(rows).expect("rows"), stored);
 }
+
+/// Expiry: past `expires_at` the sweep deletes the file and the export turns `expired` (410 from then on);
+/// an import's upload goes `IMPORT_FILE_TTL_DAYS` after its import ended.
+#[tokio::test]
+async fn expired_exports_and_old_uploads_lose_their_files() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant().await;
+    crm_tests::create_record(&app, &admin, "leads").await;
+    let worker = app.start_worker(&["--queues", "imports,exports"]).await;
+    let upload = app.upload(&admin, "old.csv", b"first_name\nOld\n".to_vec(), &[("entity", "leads")]).await;
+    let import = app.wait_import(&admin, upload.id(), Duration::from_secs(30)).await;
+    assert_eq!(import["status"], "completed");
+    let reply = app.post("/api/v1/exports", &admin, json!({ "entity": "leads", "format": "csv" })).await;
+    let export_id = reply.id();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while app.get(&format!("/api/v1/exports/{export_id}"), &admin).await.data()["status"] != "completed" {
+        assert!(tokio::time::Instant::now() < deadline, "the export did not complete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(worker);
+    let storage = std::env::temp_dir().join("crm-test-storage");
+    let (export_key, upload_key): (String, String) =
+        sqlx::query_as("SELECT e.storage_key, i.storage_key FROM exports e, imports i WHERE e.id = $1 AND i.id = $2")
+            .bind(export_id)
+            .bind(upload.id())
+            .fetch_one(&app.db)
+            .await
+            .expect("keys");
+    assert!(storage.join(&export_key).exists() && storage.join(&upload_key).exists());
+    sqlx::query("UPDATE exports SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(export_id)
+        .execute(&app.db)
+        .await
+        .expect("expire");
+    sqlx::query("UPDATE imports SET finished_at = now() - interval '31 days' WHERE id = $1")
+        .bind(upload.id())
+        .execute(&app.db)
+        .await
+        .expect("age");
+
+    // A worker sweeps when it starts (and every minute after).
+    let _sweeper = app.start_worker(&["--queues", "exports"]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = app.get(&format!("/api/v1/exports/{export_id}"), &admin).await;
+        if view.data()["status"] == "expired" {
+            assert_eq!(view.data()["download_url"], serde_json::Value::Null);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not expired: {}", view.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!storage.join(&export_key).exists(), "the export's file was deleted");
+    let gone = app.get(&format!("/api/v1/exports/{export_id}/download"), &admin).await;
+    gone.assert_error(StatusCode::GONE, "export_expired");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while storage.join(&upload_key).exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the old upload was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deleted: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT file_deleted_at FROM imports WHERE id = $1")
+            .bind(upload.id())
+            .fetch_one(&app.db)
+            .await
+            .expect("import");
+    assert!(deleted.is_some());
+    assert_eq!(app.count_rows("leads", Some(admin.tenant_id)).await, 2, "records stay; only files go");
+}

@@ -198,6 +198,12 @@ async fn each_format_holds_exactly_what_each_roles_list_shows() {
         )
         .await;
         let bytes = download(&app, session, &xlsx).await;
+        // No exported cell is a formula: the sheet has no <f> element, whatever the text starts with.
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).expect("zip");
+        let mut sheet = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name("xl/worksheets/sheet1.xml").expect("sheet"), &mut sheet)
+            .expect("xml");
+        assert!(!sheet.contains("<f>") && !sheet.contains("<f "), "a formula cell in the export");
         let path = std::env::temp_dir().join(format!("export-{}.xlsx", Uuid::new_v4()));
         std::fs::write(&path, &bytes).expect("write");
         let mut workbook: calamine::Xlsx<_> = calamine::open_workbook(&path).expect("xlsx");
