@@ -32,7 +32,9 @@ pub struct DownloadParams {
 /// The file, streamed with its type, length and an attachment name. With a bearer token: the requester or an
 /// admin. Without one: the signed link of `download_url` (403 when changed, 410 once expired).
 #[utoipa::path(get, path = "/api/v1/exports/{id}/download", tag = "exports", params(("id" = Uuid, Path), DownloadParams),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+    responses((status = 200, description = "The file, in the export's format",
+               content(("text/csv; charset=utf-8"), ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                       ("application/pdf"))),
               (status = 409, description = "Not finished yet (`export_not_ready`)", body = crate::error::ErrorBody),
               (status = 410, description = "Expired (`export_expired`)", body = crate::error::ErrorBody)))]
 pub async fn download_export(

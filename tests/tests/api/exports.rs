@@ -232,8 +232,21 @@ async fn each_format_holds_exactly_what_each_roles_list_shows() {
         let pdf = export(&app, session, json!({ "entity": "leads", "format": "pdf", "filters": filters, "sort": "first_name", "columns": ["first_name", "email", "status"] })).await;
         let text = pdf_text(&download(&app, session, &pdf).await);
         assert!(text.contains("Page 1 of"), "{text}");
+        // Every listed lead is a line of the PDF with its three cells in order.
         for lead in &listed {
-            assert!(text.contains(lead["email"].as_str().expect("email")), "the PDF has every listed lead: {text}");
+            let cells = [&lead["first_name"], &lead["email"], &lead["status"]]
+                .map(|v| v.as_str().unwrap_or_default().to_owned());
+            let found = text.lines().any(|line| {
+                let mut rest = line;
+                cells.iter().all(|cell| match rest.find(cell.as_str()) {
+                    Some(at) => {
+                        rest = &rest[at + cell.len()..];
+                        true
+                    }
+                    None => false,
+                })
+            });
+            assert!(found, "the PDF has the row {cells:?}: {text}");
         }
     }
     // Accented and CJK text render (and extract) in a PDF.
@@ -474,4 +487,40 @@ async fn templates_are_validated_when_saved_and_run_with_the_runners_visibility(
         app.get(&format!("/api/v1/exports/{id}"), &team.rep).await.data()["template_id"],
         serde_json::Value::Null
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_export_never_runs_and_has_nothing_to_download() {
+    let app = TestApp::spawn().await;
+    let team = team_with_leads(&app).await;
+    let reply = app.post("/api/v1/exports", &team.rep, json!({ "entity": "leads", "format": "xlsx" })).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.id();
+    app.post(&format!("/api/v1/exports/{id}/cancel"), &team.other_rep, json!({}))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    let cancelled = app.post(&format!("/api/v1/exports/{id}/cancel"), &team.rep, json!({})).await;
+    assert_eq!(
+        (cancelled.status, &cancelled.data()["status"]),
+        (StatusCode::OK, &json!("cancelled")),
+        "{}",
+        cancelled.body
+    );
+    app.post(&format!("/api/v1/exports/{id}/cancel"), &team.rep, json!({}))
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+    let _worker = worker(&app).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = app.get(&format!("/api/v1/exports/{id}"), &team.rep).await;
+    assert_eq!(view.data()["status"], "cancelled", "{}", view.body);
+    assert_eq!(view.data()["download_url"], Value::Null);
+    app.get(&format!("/api/v1/exports/{id}/download"), &team.rep)
+        .await
+        .assert_error(StatusCode::CONFLICT, "export_not_ready");
+    let stored: Option<String> = sqlx::query_scalar("SELECT storage_key FROM exports WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .expect("export");
+    assert_eq!(stored, None, "no file was made");
 }
