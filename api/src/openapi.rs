@@ -137,7 +137,8 @@ impl Modify for ErrorResponses {
             let has_id = path.contains('{');
             let is_login = path == "/api/v1/auth/login";
             let is_me = path == "/api/v1/auth/me";
-            let may_conflict = ["/leads", "/clients", "/users", "/teams"].iter().any(|p| path.contains(p));
+            let may_conflict =
+                ["/leads", "/clients", "/users", "/teams", "/export-templates"].iter().any(|p| path.contains(p));
             // Actions on something that may already be in another state.
             let changes_state = ["/restore", "/cancel", "/retry"].iter().any(|suffix| path.ends_with(suffix));
             for operation in operations(item) {
