@@ -138,7 +138,7 @@ async fn write_file(
     let tenant = TenantId(context.job.tenant_id);
     let zone = parse_time_zone(&runner.time_zone).unwrap_or(chrono_tz::UTC);
     let mut read = db::begin_tenant_snapshot(&context.runtime.pool, tenant).await?;
-    let total = repo::count_rows(&mut read, plan.table, tenant, &plan.viewer, &plan.query).await?;
+    let total = records::count_matching(&mut read, tenant, plan.table, &plan.viewer, &plan.query).await?;
     let header: Vec<&'static str> = plan.columns.iter().map(|column| column.name).collect();
     let title = Title {
         heading: format!("{} export", capitalised(&export.entity)),

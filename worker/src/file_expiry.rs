@@ -3,7 +3,7 @@
 //! runs it; two deleting the same file is harmless. It moves to the scheduler's built-in schedules once those
 //! exist (issue 12).
 
-use crm_shared::db::exports as repo;
+use crm_shared::db::{exports, imports};
 use crm_shared::storage::Storage;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -25,17 +25,17 @@ pub async fn sweep(pool: PgPool, storage: Storage, import_file_ttl: Duration, st
 }
 
 pub async fn sweep_once(pool: &PgPool, storage: &Storage, import_file_ttl: Duration) -> anyhow::Result<()> {
-    for (export_id, _tenant, key) in repo::expired(pool, FILES_PER_ROUND).await? {
+    for (export_id, key) in exports::expired(pool, FILES_PER_ROUND).await? {
         if let Some(key) = key {
             storage.delete(&key).await?;
         }
-        repo::mark_expired(pool, export_id).await?;
+        exports::mark_expired(pool, export_id).await?;
         tracing::info!(%export_id, "export expired; its file was deleted");
     }
     let days = i64::try_from(import_file_ttl.as_secs() / 86_400).unwrap_or(i64::MAX);
-    for (import_id, key) in repo::stale_import_files(pool, days, FILES_PER_ROUND).await? {
+    for (import_id, key) in imports::stale_import_files(pool, days, FILES_PER_ROUND).await? {
         storage.delete(&key).await?;
-        repo::mark_import_file_deleted(pool, import_id).await?;
+        imports::mark_import_file_deleted(pool, import_id).await?;
         tracing::info!(%import_id, "import upload deleted after its retention");
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! one exports with the runner's own visibility. The creator and admins may change or delete a template.
 
 use super::Data;
-use super::exports::{ExportSpec, entity_and_format, may_export, start_export, validate};
+use super::exports::{ExportSpec, entity_and_format, may_export, refuse_readonly, start_export, validate};
 use crate::auth::AuthCtx;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
@@ -46,7 +46,11 @@ struct Checked {
     shared: bool,
 }
 
-async fn check(state: &AppState, auth: &AuthCtx, body: TemplateRequest) -> Result<Checked, ApiError> {
+fn check(
+    auth: &AuthCtx,
+    locale: &crm_shared::domain::records::TenantLocale,
+    body: TemplateRequest,
+) -> Result<Checked, ApiError> {
     let mut validator = Validator::new();
     let name = body.name.as_deref().map(str::trim).unwrap_or_default().to_owned();
     if name.is_empty() {
@@ -66,9 +70,7 @@ async fn check(state: &AppState, auth: &AuthCtx, body: TemplateRequest) -> Resul
         file_name: None,
         template_id: None,
     };
-    let (tx, session) = state.begin(auth).await?;
-    tx.commit().await?;
-    let (columns, _) = validate(&spec, &session.locale)?;
+    let (columns, _) = validate(&spec, locale)?;
     Ok(Checked { name, spec, columns, shared: body.shared.unwrap_or(false) })
 }
 
@@ -82,13 +84,6 @@ fn fields<'a>(checked: &'a Checked, filters: &'a Value) -> TemplateFields<'a> {
         sort: checked.spec.sort.as_deref(),
         shared: checked.shared,
     }
-}
-
-fn refuse_readonly(auth: &AuthCtx) -> Result<(), ApiError> {
-    if auth.role == Role::Readonly {
-        return Err(ApiError::forbidden("the readonly role may not export"));
-    }
-    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/export-templates", tag = "exports",
@@ -112,9 +107,9 @@ pub async fn create_template(
     ApiJson(body): ApiJson<TemplateRequest>,
 ) -> Result<(StatusCode, Json<Data<TemplateRow>>), ApiError> {
     refuse_readonly(&auth)?;
-    let checked = check(&state, &auth, body).await?;
+    let (mut tx, session) = state.begin(&auth).await?;
+    let checked = check(&auth, &session.locale, body)?;
     let filters = Value::Object(checked.spec.filters.clone());
-    let (mut tx, _) = state.begin(&auth).await?;
     let row = repo::insert(&mut tx, auth.tenant_id, auth.user_id, &fields(&checked, &filters)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Data { data: row })))
@@ -157,9 +152,9 @@ pub async fn update_template(
     ApiJson(body): ApiJson<TemplateRequest>,
 ) -> Result<Json<Data<TemplateRow>>, ApiError> {
     refuse_readonly(&auth)?;
-    let checked = check(&state, &auth, body).await?;
+    let (mut tx, session) = state.begin(&auth).await?;
+    let checked = check(&auth, &session.locale, body)?;
     let filters = Value::Object(checked.spec.filters.clone());
-    let (mut tx, _) = state.begin(&auth).await?;
     changeable(&mut tx, &auth, id).await?;
     let row = repo::update(&mut tx, auth.tenant_id, id, &fields(&checked, &filters))
         .await?

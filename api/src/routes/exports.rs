@@ -79,14 +79,12 @@ pub struct ExportView {
 }
 
 fn view(state: &AppState, row: ExportRow) -> ExportView {
-    let done = row.progress_done.unwrap_or(0);
-    let percent = row
-        .progress_total
-        .filter(|total| *total > 0)
-        .map(|total| ((done as f64 / total as f64) * 1000.0).round() / 10.0)
-        .or((row.status == "completed").then_some(100.0));
+    let mut progress = Progress::new(row.progress_done.unwrap_or(0), row.progress_total);
+    if row.status == "completed" {
+        progress.percent = Some(100.0);
+    }
     let download_url = match (row.status.as_str(), row.expires_at) {
-        ("completed", Some(expires_at)) => Some(signed_links::export_download_url(state, row.id, expires_at)),
+        ("completed", Some(expires_at)) => signed_links::export_download_url(state, row.id, expires_at),
         _ => None,
     };
     ExportView {
@@ -97,7 +95,7 @@ fn view(state: &AppState, row: ExportRow) -> ExportView {
         filters: row.filters,
         sort: row.sort,
         status: row.status,
-        progress: Progress { done, total: row.progress_total, percent },
+        progress,
         row_count: row.row_count,
         file_name: row.file_name,
         file_size: row.file_size,
@@ -113,11 +111,17 @@ fn view(state: &AppState, row: ExportRow) -> ExportView {
     }
 }
 
-/// Every role that may read the entity exports it, except readonly (contract §7).
-pub(super) fn may_export(auth: &AuthCtx, entity: Entity) -> Result<(), ApiError> {
+/// Readonly may not export, nor see exports or templates (contract §7).
+pub(super) fn refuse_readonly(auth: &AuthCtx) -> Result<(), ApiError> {
     if auth.role == Role::Readonly {
         return Err(ApiError::forbidden("the readonly role may not export"));
     }
+    Ok(())
+}
+
+/// Every role that may read the entity exports it, except readonly.
+pub(super) fn may_export(auth: &AuthCtx, entity: Entity) -> Result<(), ApiError> {
+    refuse_readonly(auth)?;
     auth.scope(entity, Action::Read).map(|_| ())
 }
 
@@ -332,7 +336,7 @@ pub(super) async fn start_export(
     let (columns, query) = validate(&spec, &session.locale)?;
     let table = records::table_of(entity);
     if format == ExportFormat::Pdf {
-        let rows = repo::count_rows(&mut tx, table, auth.tenant_id, &viewer, &query).await?;
+        let rows = records::count_matching(&mut tx, auth.tenant_id, table, &viewer, &query).await?;
         let limit = state.settings.pdf_max_rows;
         if rows > limit {
             return Err(ApiError::new(
@@ -448,9 +452,7 @@ pub async fn list_exports(
     auth: AuthCtx,
     ApiQuery(params): ApiQuery<ExportListParams>,
 ) -> Result<Json<ListResponse<ExportView>>, ApiError> {
-    if auth.role == Role::Readonly {
-        return Err(ApiError::forbidden("the readonly role may not export"));
-    }
+    refuse_readonly(&auth)?;
     let (limit, offset) = page(params.limit, params.offset)?;
     let mut validator = Validator::new();
     if let Some(status) = &params.status
@@ -487,9 +489,7 @@ pub async fn list_exports(
 }
 
 pub(super) async fn find_export(tx: &mut sqlx::PgConnection, auth: &AuthCtx, id: Uuid) -> Result<ExportRow, ApiError> {
-    if auth.role == Role::Readonly {
-        return Err(ApiError::forbidden("the readonly role may not export"));
-    }
+    refuse_readonly(auth)?;
     repo::get(tx, auth.tenant_id, id, auth.own_work_only()).await?.ok_or_else(|| ApiError::not_found("export"))
 }
 

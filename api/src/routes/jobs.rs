@@ -52,17 +52,22 @@ pub struct JobView {
     pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
+impl Progress {
+    /// `done` of `total`, with the percentage to one decimal once the total is known.
+    pub fn new(done: i64, total: Option<i64>) -> Self {
+        let percent =
+            total.filter(|total| *total > 0).map(|total| ((done as f64 / total as f64) * 1000.0).round() / 10.0);
+        Progress { done, total, percent }
+    }
+}
+
 impl From<JobRow> for JobView {
     fn from(job: JobRow) -> Self {
-        let percent = job
-            .progress_total
-            .filter(|total| *total > 0)
-            .map(|total| ((job.progress_done as f64 / total as f64) * 1000.0).round() / 10.0);
         JobView {
             id: job.id,
             kind: job.kind,
             status: job.status,
-            progress: Progress { done: job.progress_done, total: job.progress_total, percent },
+            progress: Progress::new(job.progress_done, job.progress_total),
             attempts: job.attempts,
             max_attempts: job.max_attempts,
             error: job.error,

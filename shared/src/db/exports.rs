@@ -250,10 +250,10 @@ pub async fn end_without_file(
     Ok(())
 }
 
-/// Completed exports past their expiry, all tenants (the sweep runs as the owner): id, tenant, file.
-pub async fn expired(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<(Uuid, Uuid, Option<String>)>, DomainError> {
+/// Completed exports past their expiry, all tenants (the sweep runs as the owner): id and file.
+pub async fn expired(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<(Uuid, Option<String>)>, DomainError> {
     Ok(sqlx::query_as(
-        "SELECT id, tenant_id, storage_key FROM exports WHERE status = 'completed' AND expires_at < now() \
+        "SELECT id, storage_key FROM exports WHERE status = 'completed' AND expires_at < now() \
          ORDER BY expires_at LIMIT $1",
     )
     .bind(limit)
@@ -269,27 +269,6 @@ pub async fn mark_expired(pool: &sqlx::PgPool, id: Uuid) -> Result<(), DomainErr
     .bind(id)
     .execute(pool)
     .await?;
-    Ok(())
-}
-
-/// Import uploads whose import ended more than `days` ago and whose file is still kept: id, file.
-pub async fn stale_import_files(
-    pool: &sqlx::PgPool,
-    days: i64,
-    limit: i64,
-) -> Result<Vec<(Uuid, String)>, DomainError> {
-    Ok(sqlx::query_as(
-        "SELECT id, storage_key FROM imports WHERE finished_at < now() - make_interval(days => $1::int) \
-         AND file_deleted_at IS NULL ORDER BY finished_at LIMIT $2",
-    )
-    .bind(days)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
-pub async fn mark_import_file_deleted(pool: &sqlx::PgPool, id: Uuid) -> Result<(), DomainError> {
-    sqlx::query("UPDATE imports SET file_deleted_at = now() WHERE id = $1").bind(id).execute(pool).await?;
     Ok(())
 }
 
@@ -324,15 +303,4 @@ pub fn decode_row(row: &PgRow, columns: &[&ExportColumn]) -> Result<Vec<Cell>, D
         cells.push(cell.unwrap_or(Cell::Empty));
     }
     Ok(cells)
-}
-
-/// How many rows an export of `query` has, for its progress.
-pub async fn count_rows(
-    conn: &mut PgConnection,
-    table: &RecordTable,
-    tenant: TenantId,
-    viewer: &Viewer,
-    query: &ListQuery,
-) -> Result<i64, DomainError> {
-    records::count_matching(conn, tenant, table, viewer, query).await
 }

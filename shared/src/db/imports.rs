@@ -547,3 +547,24 @@ pub async fn finish(
     .await?;
     Ok(())
 }
+
+/// Import uploads whose import ended more than `days` ago and whose file is still kept: id, file.
+pub async fn stale_import_files(
+    pool: &sqlx::PgPool,
+    days: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT id, storage_key FROM imports WHERE finished_at < now() - make_interval(days => $1::int) \
+         AND file_deleted_at IS NULL ORDER BY finished_at LIMIT $2",
+    )
+    .bind(days)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn mark_import_file_deleted(pool: &sqlx::PgPool, id: Uuid) -> Result<(), DomainError> {
+    sqlx::query("UPDATE imports SET file_deleted_at = now() WHERE id = $1").bind(id).execute(pool).await?;
+    Ok(())
+}
