@@ -49,9 +49,15 @@ impl Application {
         let redis = crm_shared::redis_conn::connect_lazy(&settings)?;
         let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
             .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
+        let dashboard_cache = crm_shared::dashboard_cache::DashboardCache::new(
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.dashboard_cache_ttl,
+        );
         let state = AppState {
             db,
             redis,
+            dashboard_cache,
             storage,
             jwt: Arc::new(auth::JwtKeys::new(&settings)),
             metrics: http_metrics::recorder()?,
@@ -101,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::imports::router())
         .merge(routes::exports::router())
         .merge(routes::export_templates::router())
+        .merge(routes::reports::router())
+        .merge(routes::dashboard::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

@@ -4,8 +4,8 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    auth, export_download, export_templates, exports, health, import_errors, imports, jobs, record_kinds, teams,
-    ticket_replies, users,
+    auth, dashboard, export_download, export_templates, exports, health, import_errors, imports, jobs, record_kinds,
+    reports, teams, ticket_replies, users,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -46,6 +46,9 @@ use utoipa::{Modify, OpenApi};
         export_download::download_export, export_templates::list_templates, export_templates::create_template,
         export_templates::get_template, export_templates::update_template, export_templates::delete_template,
         export_templates::run_template,
+        reports::pipeline, reports::lead_source, reports::conversion_rate, reports::revenue_by_client,
+        reports::user_activity, reports::follow_ups, reports::client_retention, reports::project_performance,
+        reports::upcoming_tasks, reports::revenue_forecast, dashboard::metrics,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),
@@ -73,6 +76,17 @@ use utoipa::{Modify, OpenApi};
             history, progress, cancel, download with a token or a signed link that expires. Admins, managers, sales \
             and support export what they may read; readonly may not. Admins see the tenant's exports, everyone else \
             their own."),
+        (name = "reports", description = "The ten reports, each `{\"data\": ...}` from one snapshot over exactly \
+            the records the caller's lists show (soft-deleted never count). Admins report on the tenant, managers on \
+            their teams, sales and readonly on their own records; support gets 403. `start_date` and `end_date` \
+            (`YYYY-MM-DD`, inclusive, days in the tenant's time zone) filter the date each report names; `user_id` \
+            (admins: any user; managers: themselves or their teams' members; others 403) counts only what that user \
+            sees as a sales rep. Rates are percentages rounded to 2 decimals (0 when nothing to divide by); money \
+            has 2 decimals; averages are rounded to 2 decimals, `null` when nothing to average. A record's owner is \
+            its assignee, or its creator when unassigned."),
+        (name = "dashboard", description = "Dashboard metrics per role, cached in Redis per tenant and scope \
+            (`DASHBOARD_CACHE_SECONDS`, default 60); any create, update, delete, restore or import of what they count \
+            drops the tenant's entries at once. When Redis is unavailable the dashboard is computed every time."),
         (name = "operations", description = "Health, readiness, metrics, queues, probes"),
     )
 )]

@@ -75,6 +75,9 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
+/// How long counting a request may wait on Redis.
+const RATE_COUNT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 async fn count_request(state: &AppState, auth: &AuthCtx) -> Result<(), ApiError> {
     let now = chrono::Utc::now().timestamp();
     let minute = now / 60;
@@ -82,19 +85,19 @@ async fn count_request(state: &AppState, auth: &AuthCtx) -> Result<(), ApiError>
     let prefix = &state.settings.redis_prefix;
     let user_key = format!("{prefix}:rate:user:{}:{minute}", auth.user_id);
     let tenant_key = format!("{prefix}:rate:tenant:{}:{minute}", auth.tenant_id);
-    let counted: redis::RedisResult<(u64, u64)> = redis::pipe()
-        .incr(&user_key, 1)
-        .expire(&user_key, 120)
-        .ignore()
-        .incr(&tenant_key, 1)
-        .expire(&tenant_key, 120)
-        .ignore()
-        .query_async(&mut state.redis.clone())
-        .await;
+    let (mut redis, mut pipe) = (state.redis.clone(), redis::pipe());
+    pipe.incr(&user_key, 1).expire(&user_key, 120).ignore().incr(&tenant_key, 1).expire(&tenant_key, 120).ignore();
+    // Redis down or slow costs the rate limit for a moment, never the request: the count gives up quickly
+    // instead of waiting through the connection manager's reconnect attempts.
+    let counted = tokio::time::timeout(RATE_COUNT_WAIT, pipe.query_async::<(u64, u64)>(&mut redis)).await;
     let (user_requests, tenant_requests) = match counted {
-        Ok(counts) => counts,
-        Err(error) => {
+        Ok(Ok(counts)) => counts,
+        Ok(Err(error)) => {
             tracing::warn!(%error, "request rate not counted: Redis unavailable");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!("request rate not counted: Redis did not answer in time");
             return Ok(());
         }
     };

@@ -22,6 +22,8 @@ pub struct AppState {
     pub hashing: crm_shared::password::PasswordHashing,
     /// Each tenant's share of this replica's database pool.
     pub tenant_shares: crate::request_limits::TenantShares,
+    /// Dashboard answers per tenant and scope; every write the dashboard counts drops the tenant's entries.
+    pub dashboard_cache: crm_shared::dashboard_cache::DashboardCache,
 }
 
 impl AppState {
@@ -29,6 +31,22 @@ impl AppState {
     /// or whose role changed since it was issued, stops working here, at once.
     pub async fn begin(&self, auth: &AuthCtx) -> Result<(Tx, Session), ApiError> {
         let (tx, session) = db::begin_for_user(&self.db, auth.tenant_id, auth.user_id).await?;
+        Self::still_valid(auth, tx, session)
+    }
+
+    /// Call after a committed write to anything the dashboard counts (records, teams, users): drops the
+    /// tenant's cached dashboards before the writer gets its answer.
+    pub async fn dashboards_changed(&self, tenant: crm_shared::TenantId) {
+        self.dashboard_cache.invalidate(tenant).await;
+    }
+
+    /// Like `begin`, read-only on one snapshot (reports: every figure of an answer from the same moment).
+    pub async fn begin_snapshot(&self, auth: &AuthCtx) -> Result<(Tx, Session), ApiError> {
+        let (tx, session) = db::begin_snapshot_for_user(&self.db, auth.tenant_id, auth.user_id).await?;
+        Self::still_valid(auth, tx, session)
+    }
+
+    fn still_valid(auth: &AuthCtx, tx: Tx, session: Session) -> Result<(Tx, Session), ApiError> {
         if session.token_version != auth.token_version {
             return Err(ApiError::unauthorized(
                 "this token was revoked (signed out, or the account was changed); sign in again",

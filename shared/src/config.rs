@@ -57,6 +57,8 @@ pub struct Settings {
     /// How long a client may take to send a request's headers, and to send the next piece of its body.
     pub http_header_timeout: Duration,
     pub http_body_idle_timeout: Duration,
+    /// How long a dashboard answer is cached in Redis (`DASHBOARD_CACHE_SECONDS`; 0 turns the cache off).
+    pub dashboard_cache_ttl: Duration,
 }
 
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -175,6 +177,12 @@ impl Settings {
                 .map_err(|_| invalid("PDF_MAX_ROWS", "is too large".into()))?,
             http_header_timeout: Duration::from_secs(positive("HTTP_HEADER_TIMEOUT_SECONDS", 10)?),
             http_body_idle_timeout: Duration::from_secs(positive("HTTP_BODY_IDLE_TIMEOUT_SECONDS", 30)?),
+            dashboard_cache_ttl: Duration::from_secs(match get("DASHBOARD_CACHE_SECONDS") {
+                None => 60,
+                Some(text) => text.parse::<u64>().ok().filter(|seconds| *seconds <= 3600).ok_or_else(|| {
+                    invalid("DASHBOARD_CACHE_SECONDS", format!("must be 0 to 3600 seconds, got {text:?}"))
+                })?,
+            }),
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod csv_safety;
+pub mod dashboard_cache;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -63,7 +63,12 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
     let runtime = Arc::new(
         JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection, storage.clone())
-            .with_export_ttl(settings.export_ttl),
+            .with_export_ttl(settings.export_ttl)
+            .with_dashboard_cache(crm_shared::dashboard_cache::DashboardCache::new(
+                redis.clone(),
+                &settings.redis_prefix,
+                settings.dashboard_cache_ttl,
+            )),
     );
 
     let mut background = tokio::task::JoinSet::new();
@@ -77,6 +82,7 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         Dispatcher { pool: pool.clone(), redis: redis.clone(), redis_prefix: settings.redis_prefix.clone() };
     background.spawn(dispatcher.run_maintenance(options.queues.clone(), stop_background.clone()));
     background.spawn(job_heartbeats(runtime.clone(), stop_background.clone()));
+    background.spawn(fold_lead_rollup(pool.clone(), stop_background.clone()));
     background.spawn(file_expiry::sweep(pool.clone(), storage, settings.import_file_ttl, stop_background.clone()));
     background.spawn(process_heartbeat(
         redis.clone(),
@@ -131,6 +137,25 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     pool.close().await;
     tracing::info!(worker = %name, "crm-worker stopped");
     Ok(())
+}
+
+/// How often pending lead-rollup deltas are folded into the rollup. Reports read both, so this bounds only how
+/// many delta rows a report adds up, never what it counts.
+const ROLLUP_FOLD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Folds the deltas the `leads` triggers append into `lead_rollup` (one worker at a time, by advisory lock).
+async fn fold_lead_rollup(pool: sqlx::PgPool, stop: CancellationToken) {
+    loop {
+        match crm_shared::db::lead_rollup::fold_deltas(&pool).await {
+            Ok(0) => {}
+            Ok(folded) => tracing::debug!(folded, "lead rollup deltas folded"),
+            Err(error) => tracing::warn!(error = %error, "lead rollup deltas not folded; retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ROLLUP_FOLD_INTERVAL) => {}
+        }
+    }
 }
 
 /// Keeps the heartbeats of this worker's running jobs fresh and passes on cancellations.

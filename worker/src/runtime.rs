@@ -72,6 +72,8 @@ pub struct JobRuntime {
     pub import_slots: tokio::sync::Semaphore,
     /// How long an export's file can be downloaded (`EXPORT_TTL_HOURS`).
     pub export_ttl: std::time::Duration,
+    /// Cached dashboards, dropped after each import batch that wrote records.
+    dashboard_cache: Option<crm_shared::dashboard_cache::DashboardCache>,
     /// Claims and ends, written to Postgres in batches.
     ledger: Ledger,
     /// The jobs running here.
@@ -164,8 +166,21 @@ impl JobRuntime {
             storage,
             import_slots: tokio::sync::Semaphore::new(IMPORTS_AT_ONCE),
             export_ttl: std::time::Duration::from_secs(168 * 3600),
+            dashboard_cache: None,
             ledger,
             running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_dashboard_cache(mut self, cache: crm_shared::dashboard_cache::DashboardCache) -> Self {
+        self.dashboard_cache = Some(cache);
+        self
+    }
+
+    /// Call after a committed write to records the dashboard counts.
+    pub async fn dashboards_changed(&self, tenant: crm_shared::TenantId) {
+        if let Some(cache) = &self.dashboard_cache {
+            cache.invalidate(tenant).await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface, one module per area.
 
 pub mod auth;
+pub mod dashboard;
 pub mod export_download;
 pub mod export_templates;
 pub mod exports;
@@ -11,6 +12,7 @@ pub mod imports;
 pub mod jobs;
 pub mod record_kinds;
 pub mod records;
+pub mod reports;
 pub mod teams;
 pub mod ticket_replies;
 pub mod users;

@@ -224,6 +224,7 @@ pub async fn create<R: RecordResource>(
     check_references(&mut tx, &auth, R::references(&body)).await?;
     let row = R::insert(&mut tx, auth.tenant_id, auth.user_id, body, &session.locale).await?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     Ok((StatusCode::CREATED, Json(Data { data: row })))
 }
 
@@ -246,6 +247,7 @@ pub async fn update<R: RecordResource>(
     check_references(&mut tx, &auth, R::update_references(&body)).await?;
     let row = R::update(&mut tx, auth.tenant_id, viewer, id, body, &session.locale).await?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     row.map(|data| Json(Data { data })).ok_or_else(|| ApiError::not_found(R::TABLE.entity.name()))
 }
 
@@ -254,6 +256,7 @@ pub async fn delete<R: RecordResource>(state: AppState, auth: AuthCtx, id: Uuid)
     let (mut tx, _) = state.begin(&auth).await?;
     let deleted = records::soft_delete(&mut tx, auth.tenant_id, R::TABLE, &viewer, id).await?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(R::TABLE.entity.name())) }
 }
 
@@ -266,6 +269,7 @@ pub async fn restore<R: RecordResource>(
     let (mut tx, _) = state.begin(&auth).await?;
     let row = records::restore::<R::Row>(&mut tx, auth.tenant_id, R::TABLE, &viewer, id).await?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     row.map(|data| Json(Data { data }))
         .ok_or_else(|| ApiError::not_found(&format!("deleted {}", R::TABLE.entity.name())))
 }

@@ -96,6 +96,7 @@ pub async fn set_members(
         .await?
         .ok_or_else(|| ApiError::not_found("team"))?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     Ok(Json(Data { data: team }))
 }
 

@@ -75,6 +75,7 @@ pub async fn add_reply(
     let body = body.validate()?;
     let reply = tickets::add_reply(&mut tx, auth.tenant_id, id, auth.user_id, body).await?;
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     Ok((StatusCode::CREATED, Json(Data { data: reply })))
 }
 

@@ -131,6 +131,8 @@ pub async fn create_user(
     )
     .await?;
     tx.commit().await?;
+    // A new user, and a user's email or role, show on dashboards (per_user, team scopes).
+    state.dashboards_changed(auth.tenant_id).await;
     Ok((StatusCode::CREATED, Json(Data { data: user })))
 }
 
@@ -204,6 +206,7 @@ pub async fn update_user(
         .await?;
     }
     tx.commit().await?;
+    state.dashboards_changed(auth.tenant_id).await;
     Ok(Json(Data { data: after }))
 }
 

@@ -46,7 +46,7 @@ pub async fn importer(conn: &mut PgConnection, tenant: TenantId, user: Uuid) -> 
             .await?;
     let Some(role) = role.as_deref().and_then(Role::parse) else { return Ok(None) };
     // The same members the API's record scope uses for a manager.
-    let sql = format!("{}$1 AND mine.user_id = $2", super::records::TEAM_MEMBERS);
+    let sql = format!("{}$1 AND mine.user_id = $2", super::visibility::TEAM_MEMBERS);
     let team_members: Vec<Uuid> =
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
     let mut team_members: HashSet<Uuid> = team_members.into_iter().collect();

@@ -12,10 +12,13 @@ pub mod import_lookups;
 pub mod import_writes;
 pub mod imports;
 pub mod jobs;
+pub mod lead_rollup;
 pub mod records;
+pub mod reports;
 pub mod teams;
 pub mod tenants;
 pub mod users;
+pub mod visibility;
 
 use crate::config::Settings;
 use crate::domain::enums::Role;
@@ -177,7 +180,23 @@ pub struct Session {
 /// current role and the tenant's locale.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, user_id = %user))]
 pub async fn begin_for_user(pool: &PgPool, tenant: TenantId, user: UserId) -> Result<(Tx, Session), DomainError> {
-    let mut tx = pool.begin().await?;
+    let tx = pool.begin().await?;
+    enter_as_user(tx, tenant, user).await
+}
+
+/// Like `begin_for_user`, but read-only and on one snapshot throughout, so a report's several statements
+/// agree with each other however many writes land meanwhile.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, user_id = %user))]
+pub async fn begin_snapshot_for_user(
+    pool: &PgPool,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<(Tx, Session), DomainError> {
+    let tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    enter_as_user(tx, tenant, user).await
+}
+
+async fn enter_as_user(mut tx: Tx, tenant: TenantId, user: UserId) -> Result<(Tx, Session), DomainError> {
     // The row is read as the connecting owner, before the role switch takes effect for later statements.
     let row: Option<(String, String, String, i32)> = sqlx::query_as(
         "SELECT u.role, t.default_region, t.time_zone, u.token_version, \

@@ -1,6 +1,7 @@
 //! End-to-end tests of the API against real Postgres and Redis, and of the three binaries as processes.
 
 mod bad_input;
+mod dashboard;
 mod export_entities;
 mod export_faults;
 mod exports;
@@ -11,10 +12,12 @@ mod import_rights;
 mod imports;
 mod job_rights;
 mod jobs;
+mod lead_rollup;
 mod openapi;
 mod postgres_restart;
 mod processes;
 mod records;
+mod reports;
 mod roles;
 mod seed;
 mod sign_in;

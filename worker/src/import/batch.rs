@@ -203,6 +203,9 @@ impl<'a> BatchWriter<'a> {
         let counts = BatchCounts { processed, created, updated, skipped, failed };
         repo::record_batch(&mut tx, self.tenant, self.import.id, checkpoint, counts, !retry).await?;
         self.context.commit(tx, Some((progress_done, Some(self.progress_total)))).await?;
+        if created + updated > 0 {
+            self.context.runtime.dashboards_changed(self.tenant).await;
+        }
         metrics::counter!("import_rows_total", "entity" => self.import.entity.clone()).increment(processed as u64);
         Ok(())
     }

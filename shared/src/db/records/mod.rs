@@ -9,9 +9,9 @@ pub mod projects;
 mod stored_query;
 pub mod tickets;
 
-use crate::domain::access::{Entity, Scope};
+use crate::domain::access::Entity;
 use crate::error::DomainError;
-use crate::ids::{TenantId, UserId};
+use crate::ids::TenantId;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
@@ -46,12 +46,7 @@ pub fn table_of(entity: Entity) -> &'static RecordTable {
     }
 }
 
-/// Who is asking, and which records they see.
-#[derive(Debug, Clone, Copy)]
-pub struct Viewer {
-    pub user_id: UserId,
-    pub scope: Scope,
-}
+pub use super::visibility::Viewer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sort {
@@ -85,34 +80,11 @@ pub struct Page<T> {
     pub total: Option<i64>,
 }
 
-/// The users whose records a manager sees: the manager and every member of the manager's teams.
-pub(crate) const TEAM_MEMBERS: &str = "SELECT member.user_id FROM user_teams mine JOIN user_teams member \
-     ON member.tenant_id = mine.tenant_id AND member.team_id = mine.team_id \
-     WHERE mine.tenant_id = ";
-
-fn push_scope(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, tenant: TenantId, viewer: &Viewer) {
-    match viewer.scope {
-        Scope::Tenant => {}
-        Scope::OwnOrAssigned => {
-            qb.push(" AND (r.created_by = ").push_bind(viewer.user_id);
-            qb.push(" OR r.").push(table.owner_column).push(" = ").push_bind(viewer.user_id).push(")");
-        }
-        Scope::Teams => {
-            for (index, column) in ["created_by", table.owner_column].into_iter().enumerate() {
-                qb.push(if index == 0 { " AND (r." } else { " OR r." }).push(column).push(" IN (");
-                qb.push(TEAM_MEMBERS).push_bind(tenant).push(" AND mine.user_id = ").push_bind(viewer.user_id);
-                qb.push(" UNION ALL SELECT ").push_bind(viewer.user_id).push("::uuid)");
-            }
-            qb.push(")");
-        }
-    }
-}
-
 /// `WHERE` for one tenant's live (or trashed) records visible to the viewer.
 fn push_visible(qb: &mut QueryBuilder<Postgres>, table: &RecordTable, tenant: TenantId, viewer: &Viewer, trash: bool) {
     qb.push(" WHERE r.tenant_id = ").push_bind(tenant);
     qb.push(if trash { " AND r.deleted_at IS NOT NULL" } else { " AND r.deleted_at IS NULL" });
-    push_scope(qb, table, tenant, viewer);
+    super::visibility::push_scope(qb, "r", table.owner_column, tenant, viewer);
 }
 
 fn escape_like(text: &str) -> String {

@@ -1,0 +1,153 @@
+//! The lead rollup behind the lead reports stays equal to a recount of the leads after a random mix of writes:
+//! creates, updates of status, owner and conversion, soft deletes, restores and upserting imports, with the
+//! deltas pending and after they are folded in.
+
+use crate::reports::created;
+use chrono::{Duration, Utc};
+use crm_shared::TenantId;
+use crm_shared::db::lead_rollup;
+use crm_tests::{TestApp, import_file};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A small deterministic generator (xorshift), so a failure can be replayed from its seed.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % sides as u64) as usize
+    }
+}
+
+const STATUSES: [&str; 5] = ["new", "contacted", "qualified", "lost", "converted"];
+const SOURCES: [Option<&str>; 4] = [Some("Website"), Some("Referral"), None, Some("Partner")];
+
+async fn assert_rollup_matches(app: &TestApp, tenant: Uuid, moment: &str) {
+    let mut conn = app.db.acquire().await.expect("connection");
+    let differences = lead_rollup::differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
+    assert!(differences.is_empty(), "{moment}: the rollup differs from a recount:\n{}", differences.join("\n"));
+}
+
+#[tokio::test]
+async fn the_lead_rollup_equals_a_recount_after_a_random_mix_of_writes() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker(&["--queues", "imports"]).await;
+    let admin = app.tenant_in("US", "America/New_York").await;
+    let reps = [app.user(&admin, "sales", &[]).await, app.user(&admin, "sales", &[]).await];
+    let seed = Utc::now().timestamp_micros() as u64 | 1;
+    let mut dice = Dice(seed);
+    println!("seed {seed}");
+    let mut live: Vec<Uuid> = Vec::new();
+    let mut deleted: Vec<Uuid> = Vec::new();
+
+    for step in 0..160 {
+        let owner = match dice.roll(3) {
+            0 => Value::Null,
+            n => json!(reps[n - 1].user_id),
+        };
+        match dice.roll(10) {
+            0..=3 => {
+                let body = json!({"first_name": format!("L{step}"), "email": format!("l{step}@example.com"),
+                    "status": STATUSES[dice.roll(5)], "lead_source": SOURCES[dice.roll(4)], "assigned_to_user_id": owner});
+                let actor = if dice.roll(2) == 0 { &admin } else { &reps[0] };
+                let body = if actor.user_id == admin.user_id {
+                    body
+                } else {
+                    json!({"first_name": body["first_name"], "status": body["status"]})
+                };
+                live.push(created(&app, actor, "/api/v1/leads", body).await);
+            }
+            4..=6 if !live.is_empty() => {
+                let lead = live[dice.roll(live.len())];
+                let body = match dice.roll(4) {
+                    0 => json!({"status": STATUSES[dice.roll(5)]}),
+                    1 => json!({"assigned_to_user_id": owner}),
+                    2 => json!({"converted_at": (Utc::now() - Duration::days(dice.roll(400) as i64)).to_rfc3339()}),
+                    _ => {
+                        json!({"status": STATUSES[dice.roll(5)], "lead_source": SOURCES[dice.roll(4)], "converted_at": null})
+                    }
+                };
+                let reply = app.patch(&format!("/api/v1/leads/{lead}"), &admin, body.clone()).await;
+                assert_eq!(reply.status, StatusCode::OK, "{body}: {}", reply.body);
+            }
+            7 if !live.is_empty() => {
+                let lead = live.swap_remove(dice.roll(live.len()));
+                assert_eq!(app.delete(&format!("/api/v1/leads/{lead}"), &admin).await.status, StatusCode::NO_CONTENT);
+                deleted.push(lead);
+            }
+            8 if !deleted.is_empty() => {
+                let lead = deleted.swap_remove(dice.roll(deleted.len()));
+                let reply = app.post(&format!("/api/v1/leads/{lead}/restore"), &admin, json!({})).await;
+                if reply.status == StatusCode::CONFLICT {
+                    // An import made a new lead with its email meanwhile: it stays in the trash, and says why.
+                    assert_eq!(reply.field_error("email"), Some("a lead with this email already exists"));
+                    deleted.push(lead);
+                } else {
+                    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                    live.push(lead);
+                }
+            }
+            _ => {
+                // An upserting import: updates leads it finds by email, creates the rest with a past created_at.
+                let mut csv = String::from("first_name,email,status,lead_source,assigned_to,created_at,converted_at\n");
+                for row in 0..(5 + dice.roll(20)) {
+                    // Emails of leads made so far (upserted) or never used; never one a later step creates.
+                    let email = format!("l{}@example.com", dice.roll(step + 1));
+                    let created_at =
+                        Utc::now() - Duration::days(dice.roll(900) as i64) - Duration::hours(dice.roll(24) as i64);
+                    let converted_at = if dice.roll(2) == 0 {
+                        (created_at + Duration::days(dice.roll(60) as i64)).to_rfc3339()
+                    } else {
+                        String::new()
+                    };
+                    let assigned = match dice.roll(3) {
+                        0 => String::new(),
+                        n => reps[n - 1].email.clone(),
+                    };
+                    csv.push_str(&format!(
+                        "I{step}x{row},{email},{},{},{assigned},{},{converted_at}\n",
+                        STATUSES[dice.roll(5)],
+                        SOURCES[dice.roll(4)].unwrap_or(""),
+                        created_at.to_rfc3339(),
+                    ));
+                }
+                let id =
+                    import_file(&app, &admin, "mix.csv", csv.into_bytes(), &[("entity", "leads"), ("mode", "upsert")])
+                        .await;
+                let done = app.wait_import(&admin, id, std::time::Duration::from_secs(60)).await;
+                assert!(matches!(done["status"].as_str(), Some("completed" | "completed_with_errors")), "{done}");
+                live = sqlx::query_scalar("SELECT id FROM leads WHERE tenant_id = $1 AND deleted_at IS NULL")
+                    .bind(admin.tenant_id)
+                    .fetch_all(&app.db)
+                    .await
+                    .expect("live leads");
+            }
+        }
+        if step % 40 == 39 {
+            assert_rollup_matches(&app, admin.tenant_id, &format!("after step {step}")).await;
+        }
+    }
+    assert_rollup_matches(&app, admin.tenant_id, "with deltas pending").await;
+    lead_rollup::fold_deltas(&app.db).await.expect("fold");
+    assert_eq!(lead_rollup::pending_deltas(&app.db).await.expect("pending"), 0, "everything folded");
+    assert_rollup_matches(&app, admin.tenant_id, "after folding").await;
+
+    // And the reports read the same: the pipeline's counts are the live leads per status.
+    let reply = app.get("/api/v1/reports/pipeline", &admin).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    for (index, status) in STATUSES.iter().enumerate() {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM leads WHERE tenant_id = $1 AND deleted_at IS NULL AND status = $2",
+        )
+        .bind(admin.tenant_id)
+        .bind(status)
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+        assert_eq!(reply.data()["leads"][index], json!({"status": status, "count": count}), "{status}");
+    }
+}
