@@ -21,9 +21,9 @@ CREATE TABLE lead_rollup (
     assigned_to_user_id uuid,
     status              text NOT NULL,
     lead_source         text,
-    leads               bigint NOT NULL,
+    leads               integer NOT NULL,
     -- Leads with a converted_at, and the sum of (converted_at - created_at) in seconds over them.
-    timed_conversions   bigint NOT NULL,
+    timed_conversions   integer NOT NULL,
     conversion_seconds  numeric NOT NULL
 );
 CREATE UNIQUE INDEX lead_rollup_key ON lead_rollup
@@ -37,8 +37,8 @@ CREATE TABLE lead_rollup_deltas (
     assigned_to_user_id uuid,
     status              text NOT NULL,
     lead_source         text,
-    leads               bigint NOT NULL,
-    timed_conversions   bigint NOT NULL,
+    leads               integer NOT NULL,
+    timed_conversions   integer NOT NULL,
     conversion_seconds  numeric NOT NULL
 );
 CREATE INDEX lead_rollup_deltas_bucket_idx ON lead_rollup_deltas (tenant_id, grain, bucket);
@@ -108,6 +108,84 @@ CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
                            (2::smallint, d.day)) b (grain, bucket)
 WHERE l.deleted_at IS NULL
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+-- Projects, the same way, at one grain: all time, per creator, assignee, status and close month (NULL: no
+-- close date). All-time project figures (pipeline, performance, forecast and its months, projects created per
+-- user) read it; a date range reads the projects themselves by index (a range holds few of them).
+CREATE TABLE project_rollup (
+    tenant_id           uuid NOT NULL REFERENCES tenants (id),
+    created_by          uuid,
+    assigned_to_user_id uuid,
+    status              text NOT NULL,
+    close_month         date,
+    projects            integer NOT NULL,
+    -- Projects with a value, and the sum of the values.
+    valued              integer NOT NULL,
+    value_sum           numeric NOT NULL,
+    -- Completed projects with a start and a close date, and the sum of their days from start to close.
+    timed               integer NOT NULL,
+    duration_days       bigint NOT NULL
+);
+CREATE UNIQUE INDEX project_rollup_key ON project_rollup
+    (tenant_id, created_by, assigned_to_user_id, status, close_month) NULLS NOT DISTINCT;
+CREATE TABLE project_rollup_deltas (LIKE project_rollup);
+CREATE INDEX project_rollup_deltas_tenant_idx ON project_rollup_deltas (tenant_id);
+
+ALTER TABLE project_rollup ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON project_rollup USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+ALTER TABLE project_rollup_deltas ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON project_rollup_deltas USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+REVOKE INSERT, UPDATE, DELETE ON project_rollup, project_rollup_deltas FROM crm_app;
+GRANT SELECT ON project_rollup, project_rollup_deltas TO crm_app;
+
+CREATE FUNCTION project_rollup_capture() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    changes text := CASE TG_OP
+        WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows n'
+        WHEN 'UPDATE' THEN 'SELECT n.*, 1 AS sign FROM new_rows n UNION ALL SELECT o.*, -1 FROM old_rows o'
+        ELSE 'SELECT o.*, -1 AS sign FROM old_rows o'
+    END;
+BEGIN
+    EXECUTE format(
+        $sql$
+        INSERT INTO project_rollup_deltas (tenant_id, created_by, assigned_to_user_id, status, close_month, projects,
+                                           valued, value_sum, timed, duration_days)
+        SELECT c.tenant_id, c.created_by, c.assigned_to_user_id, c.status, date_trunc('month', c.close_date)::date,
+               sum(c.sign), sum(c.sign * (c.value IS NOT NULL)::int), sum(c.sign * COALESCE(c.value, 0)),
+               sum(c.sign * (c.status = 'completed' AND c.start_date IS NOT NULL AND c.close_date IS NOT NULL)::int),
+               sum(c.sign * CASE WHEN c.status = 'completed' THEN COALESCE(c.close_date - c.start_date, 0) ELSE 0 END)
+        FROM (%s) c
+        WHERE c.deleted_at IS NULL
+        GROUP BY 1, 2, 3, 4, 5
+        HAVING sum(c.sign) <> 0 OR sum(c.sign * (c.value IS NOT NULL)::int) <> 0
+            OR sum(c.sign * COALESCE(c.value, 0)) <> 0
+            OR sum(c.sign * (c.status = 'completed' AND c.start_date IS NOT NULL AND c.close_date IS NOT NULL)::int) <> 0
+            OR sum(c.sign * CASE WHEN c.status = 'completed' THEN COALESCE(c.close_date - c.start_date, 0) ELSE 0 END) <> 0
+        $sql$, changes);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER projects_rollup_insert AFTER INSERT ON projects
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION project_rollup_capture();
+CREATE TRIGGER projects_rollup_update AFTER UPDATE ON projects
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION project_rollup_capture();
+CREATE TRIGGER projects_rollup_delete AFTER DELETE ON projects
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION project_rollup_capture();
+
+INSERT INTO project_rollup (tenant_id, created_by, assigned_to_user_id, status, close_month, projects, valued,
+                            value_sum, timed, duration_days)
+SELECT p.tenant_id, p.created_by, p.assigned_to_user_id, p.status, date_trunc('month', p.close_date)::date, count(*),
+       count(p.value), COALESCE(sum(p.value), 0),
+       count(*) FILTER (WHERE p.status = 'completed' AND p.start_date IS NOT NULL AND p.close_date IS NOT NULL),
+       COALESCE(sum(p.close_date - p.start_date) FILTER (WHERE p.status = 'completed'), 0)
+FROM projects p
+WHERE p.deleted_at IS NULL
+GROUP BY 1, 2, 3, 4, 5;
 
 -- Raw report queries over the smaller tables.
 -- Interactions by contact date (client retention's recent interactions, user activity in a range).

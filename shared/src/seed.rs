@@ -204,7 +204,7 @@ pub async fn seed_demo(pool: &PgPool, plan: &SeedPlan) -> Result<SeedReport, Dom
     timings.push(interaction_timing?);
     timings.extend(rest?);
     // The leads' triggers left their counts as rollup deltas; fold them now so reports start from the rollup.
-    crate::db::lead_rollup::fold_deltas(pool).await?;
+    crate::db::rollups::fold_deltas(pool).await?;
     let mut conn = pool.acquire().await?;
     // Fresh statistics, so the planner picks the indexes right away.
     sqlx::raw_sql(

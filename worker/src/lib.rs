@@ -146,7 +146,7 @@ const ROLLUP_FOLD_INTERVAL: Duration = Duration::from_secs(2);
 /// Folds the deltas the `leads` triggers append into `lead_rollup` (one worker at a time, by advisory lock).
 async fn fold_lead_rollup(pool: sqlx::PgPool, stop: CancellationToken) {
     loop {
-        match crm_shared::db::lead_rollup::fold_deltas(&pool).await {
+        match crm_shared::db::rollups::fold_deltas(&pool).await {
             Ok(0) => {}
             Ok(folded) => tracing::debug!(folded, "lead rollup deltas folded"),
             Err(error) => tracing::warn!(error = %error, "lead rollup deltas not folded; retrying"),

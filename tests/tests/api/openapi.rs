@@ -54,6 +54,17 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/imports/{id}/retry", "post"),
         ("/api/v1/imports/{id}/cancel", "post"),
         ("/api/v1/import-errors/{id}", "patch"),
+        ("/api/v1/reports/pipeline", "get"),
+        ("/api/v1/reports/lead-source", "get"),
+        ("/api/v1/reports/conversion-rate", "get"),
+        ("/api/v1/reports/revenue-by-client", "get"),
+        ("/api/v1/reports/user-activity", "get"),
+        ("/api/v1/reports/follow-ups", "get"),
+        ("/api/v1/reports/client-retention", "get"),
+        ("/api/v1/reports/project-performance", "get"),
+        ("/api/v1/reports/upcoming-tasks", "get"),
+        ("/api/v1/reports/revenue-forecast", "get"),
+        ("/api/v1/dashboard/metrics", "get"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
@@ -111,6 +122,15 @@ async fn the_document_covers_every_route_and_its_errors() {
     assert!(probe["headers"].get("Location").is_some(), "{probe}");
     assert!(probe["content"]["application/json"]["schema"].to_string().contains("JobAccepted"), "{probe}");
     assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
+    // Every report documents its response schema, its 403 and its 422.
+    for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/api/v1/reports/")) {
+        let responses = &item["get"]["responses"];
+        let schema = &responses["200"]["content"]["application/json"]["schema"];
+        assert!(schema.get("$ref").or_else(|| schema.get("properties")).is_some(), "{path}: {responses}");
+        assert!(responses.get("403").is_some() && responses.get("422").is_some(), "{path}: {responses}");
+    }
+    let dashboard = &paths["/api/v1/dashboard/metrics"]["get"]["responses"]["200"];
+    assert!(dashboard["headers"].get("X-Cache").is_some(), "{dashboard}");
     let upload = &paths["/api/v1/imports"]["post"];
     assert!(upload["requestBody"]["content"].get("multipart/form-data").is_some(), "{upload}");
     assert!(paths["/api/v1/imports/{id}/retry"]["post"]["responses"].get("409").is_some());

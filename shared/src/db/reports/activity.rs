@@ -89,8 +89,13 @@ pub async fn user_activity(
         count_per_user(conn, scope, range, "clients", "assigned_to_user_id", "assigned_to_user_id", "created_at")
             .await?;
     let interactions = count_per_user(conn, scope, range, "interactions", "user_id", "user_id", "contact_date").await?;
-    let projects =
-        count_per_user(conn, scope, range, "projects", "assigned_to_user_id", "created_by", "created_at").await?;
+    let projects = if range.is_all_time() {
+        let mut qb = super::projects::visible_rollup("r.created_by, sum(r.projects)::bigint", scope);
+        qb.push(" AND r.created_by IS NOT NULL GROUP BY 1");
+        qb.build_query_as::<(Uuid, i64)>().fetch_all(&mut *conn).await?.into_iter().collect()
+    } else {
+        count_per_user(conn, scope, range, "projects", "assigned_to_user_id", "created_by", "created_at").await?
+    };
     let count = |counts: &HashMap<Uuid, i64>, user: &Uuid| counts.get(user).copied().unwrap_or(0);
     Ok(UserActivityReport {
         users: users

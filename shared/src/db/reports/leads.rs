@@ -55,15 +55,22 @@ pub async fn lead_groups(
         LeadPerson::Assignee => "l.assigned_to_user_id",
         LeadPerson::Nobody => "NULL::uuid",
     };
-    let mut qb = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {person_column} AS person, l.status, l.lead_source, sum(l.leads)::bigint AS leads, \
-         sum(l.timed_conversions)::bigint AS timed_conversions, sum(l.conversion_seconds) AS conversion_seconds \
-         FROM {LEAD_FIGURES} WHERE l.tenant_id = "
-    ));
+    let slices = super::slices::slices(range);
+    let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {person_column} AS person, l.status, l.lead_source, "));
+    let signed = |qb: &mut QueryBuilder<Postgres>, measure: &str, cast: &str| {
+        qb.push("sum(");
+        super::slices::push_sign(qb, "l", &slices);
+        qb.push(format!(" * l.{measure}){cast}"));
+    };
+    signed(&mut qb, "leads", "::bigint AS leads, ");
+    signed(&mut qb, "timed_conversions", "::bigint AS timed_conversions, ");
+    signed(&mut qb, "conversion_seconds", " AS conversion_seconds");
+    qb.push(format!(" FROM {LEAD_FIGURES} WHERE l.tenant_id = "));
     qb.push_bind(scope.tenant);
-    range.push_rollup_buckets(&mut qb, "l");
+    super::slices::push_filter(&mut qb, "l", &slices);
     super::push_scope(&mut qb, "l", "assigned_to_user_id", scope.tenant, &scope.viewer);
-    qb.push(" GROUP BY 1, 2, 3 HAVING sum(l.leads) <> 0");
+    qb.push(" GROUP BY 1, 2, 3 HAVING ");
+    signed(&mut qb, "leads", " <> 0");
     Ok(qb.build_query_as().fetch_all(conn).await?)
 }
 

@@ -7,11 +7,12 @@ pub mod activity;
 pub mod dashboard;
 pub mod leads;
 pub mod projects;
+pub mod slices;
 
 use super::visibility::{Viewer, push_scope};
 use crate::error::DomainError;
 use crate::ids::TenantId;
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -85,57 +86,6 @@ impl DayRange {
             qb.push(" AND ").push(column).push(" <= ").push_bind(end);
         }
     }
-
-    /// ` AND <the rollup rows that add up to the range>`: the all-time bucket without a range; otherwise the
-    /// days before the first whole month, the whole months, and the days after the last whole month.
-    fn push_rollup_buckets(&self, qb: &mut QueryBuilder<Postgres>, alias: &str) {
-        let Some((days_before, months, days_after)) = self.rollup_pieces() else {
-            qb.push(" AND ").push(alias).push(".grain = 0");
-            return;
-        };
-        let mut first = true;
-        for (grain, (from, until)) in [(2, days_before), (1, months), (2, days_after)] {
-            qb.push(if first { " AND ((" } else { " OR (" });
-            first = false;
-            qb.push(alias).push(".grain = ").push(grain.to_string());
-            qb.push(" AND ").push(alias).push(".bucket >= ").push_bind(from);
-            qb.push(" AND ").push(alias).push(".bucket < ").push_bind(until).push(")");
-        }
-        qb.push(")");
-    }
-
-    /// Half-open `[from, until)` bucket ranges: days, then months (by their first day), then days.
-    #[allow(clippy::type_complexity)]
-    fn rollup_pieces(&self) -> Option<((NaiveDate, NaiveDate), (NaiveDate, NaiveDate), (NaiveDate, NaiveDate))> {
-        if self.is_all_time() {
-            return None;
-        }
-        let start = self.start.unwrap_or(FIRST_DAY);
-        let end = self.end.unwrap_or(LAST_DAY);
-        let after_end = end.succ_opt().unwrap_or(end);
-        if start > end {
-            return Some(((start, start), (start, start), (start, start)));
-        }
-        let first_whole_month = if start.day() == 1 { start } else { next_month(start) };
-        let after_last_whole_month = if after_end.day() == 1 { after_end } else { month_start(end) };
-        if first_whole_month >= after_last_whole_month {
-            return Some(((start, after_end), (start, start), (start, start)));
-        }
-        Some((
-            (start, first_whole_month),
-            (first_whole_month, after_last_whole_month),
-            (after_last_whole_month, after_end),
-        ))
-    }
-}
-
-fn month_start(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
-}
-
-fn next_month(day: NaiveDate) -> NaiveDate {
-    let (year, month) = if day.month() == 12 { (day.year() + 1, 1) } else { (day.year(), day.month() + 1) };
-    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(LAST_DAY)
 }
 
 /// A percentage of `part` in `whole`, rounded half away from zero to 2 decimals; 0 when `whole` is 0.
@@ -198,39 +148,6 @@ pub fn email_order(a: &(Option<String>, Option<Uuid>), b: &(Option<String>, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn day(text: &str) -> NaiveDate {
-        text.parse().expect("a date")
-    }
-
-    #[test]
-    fn a_range_reads_days_at_its_ends_and_whole_months_between() {
-        let range = DayRange { start: Some(day("2026-01-15")), end: Some(day("2026-04-10")) };
-        let (before, months, after) = range.rollup_pieces().expect("pieces");
-        assert_eq!(before, (day("2026-01-15"), day("2026-02-01")));
-        assert_eq!(months, (day("2026-02-01"), day("2026-04-01")));
-        assert_eq!(after, (day("2026-04-01"), day("2026-04-11")));
-    }
-
-    #[test]
-    fn a_range_within_one_month_reads_only_days() {
-        let range = DayRange { start: Some(day("2026-03-02")), end: Some(day("2026-03-30")) };
-        let (before, months, after) = range.rollup_pieces().expect("pieces");
-        assert_eq!(before, (day("2026-03-02"), day("2026-03-31")));
-        assert!(months.0 >= months.1 && after.0 >= after.1);
-    }
-
-    #[test]
-    fn whole_months_and_open_ends_need_no_days() {
-        let range = DayRange { start: Some(day("2026-01-01")), end: Some(day("2026-12-31")) };
-        let (before, months, after) = range.rollup_pieces().expect("pieces");
-        assert!(before.0 >= before.1 && after.0 >= after.1);
-        assert_eq!(months, (day("2026-01-01"), day("2027-01-01")));
-        let open = DayRange { start: Some(day("2026-12-07")), end: None };
-        let (before, months, _) = open.rollup_pieces().expect("pieces");
-        assert_eq!(before, (day("2026-12-07"), day("2027-01-01")));
-        assert_eq!(months.0, day("2027-01-01"));
-    }
 
     #[test]
     fn rates_round_half_away_from_zero_and_are_zero_over_nothing() {

@@ -1,5 +1,7 @@
-//! Project figures: by status, revenue by client, performance and the revenue forecast. Counted directly on
-//! the visible live projects (a tenant has tens of thousands, not millions).
+//! Project figures: by status, revenue by client, performance and the revenue forecast. All-time figures come
+//! from the project rollup (plus its pending deltas); a date range counts the visible live projects in it
+//! directly, by index (a range holds few of a tenant's projects). Revenue by client is per client, which no
+//! rollup narrows, so it is counted directly.
 
 use super::{DayRange, ReportScope, average, round2};
 use crate::domain::enums::ProjectStatus;
@@ -11,6 +13,20 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 const OWNER: &str = "assigned_to_user_id";
+
+/// The project rollup and its pending deltas, read as one table in one statement.
+const PROJECT_FIGURES: &str = "(SELECT tenant_id, created_by, assigned_to_user_id, status, close_month, projects, valued, \
+     value_sum, timed, duration_days FROM project_rollup \
+     UNION ALL SELECT tenant_id, created_by, assigned_to_user_id, status, close_month, projects, valued, value_sum, \
+     timed, duration_days FROM project_rollup_deltas) r";
+
+/// `SELECT ... FROM <the rollup> WHERE <visible>`, for all-time figures.
+pub(super) fn visible_rollup(select: &str, scope: &ReportScope) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(format!("SELECT {select} FROM {PROJECT_FIGURES} WHERE r.tenant_id = "));
+    qb.push_bind(scope.tenant);
+    super::push_scope(&mut qb, "r", OWNER, scope.tenant, &scope.viewer);
+    qb
+}
 
 /// `SELECT ... FROM projects p WHERE <visible live> AND <created in range>`, for the caller to go on.
 fn visible_projects(select: &str, scope: &ReportScope) -> QueryBuilder<Postgres> {
@@ -35,9 +51,16 @@ pub async fn by_status(
     scope: &ReportScope,
     range: DayRange,
 ) -> Result<Vec<ProjectStatusFigures>, DomainError> {
-    let mut qb = visible_projects("p.status, count(*), COALESCE(sum(p.value), 0)", scope);
-    range.push_instants(&mut qb, "p.created_at", scope);
-    qb.push(" GROUP BY p.status");
+    let mut qb = if range.is_all_time() {
+        let mut qb = visible_rollup("r.status, sum(r.projects)::bigint, COALESCE(sum(r.value_sum), 0)", scope);
+        qb.push(" GROUP BY r.status");
+        qb
+    } else {
+        let mut qb = visible_projects("p.status, count(*), COALESCE(sum(p.value), 0)", scope);
+        range.push_instants(&mut qb, "p.created_at", scope);
+        qb.push(" GROUP BY p.status");
+        qb
+    };
     let rows: Vec<(String, i64, Decimal)> = qb.build_query_as().fetch_all(conn).await?;
     Ok(ProjectStatus::ALL
         .iter()
@@ -89,13 +112,18 @@ pub async fn revenue_by_client(
     qb.push_bind(scope.tenant).push(" AND p.status <> 'cancelled'");
     scope.push_visible(&mut qb, "p", OWNER);
     range.push_instants(&mut qb, "p.created_at", scope);
+    // Names only for the page: the clients at or above the page's last total (ties on it are ordered by name).
     qb.push(
-        " GROUP BY p.client_id) \
-         SELECT x.client_id, c.name AS client_name, x.total_projects, round(x.total_value, 2)::float8 AS total_value, \
+        " GROUP BY p.client_id), \
+         cutoff AS (SELECT total_value FROM per_client ORDER BY total_value DESC LIMIT 1 OFFSET ",
+    );
+    qb.push_bind(limit - 1).push(
+        ") SELECT x.client_id, c.name AS client_name, x.total_projects, round(x.total_value, 2)::float8 AS total_value, \
          round(x.won_value, 2)::float8 AS won_value, round(x.pending_value, 2)::float8 AS pending_value \
          FROM per_client x JOIN clients c ON c.tenant_id = ",
     );
     qb.push_bind(scope.tenant).push(" AND c.id = x.client_id");
+    qb.push(" WHERE NOT EXISTS (SELECT 1 FROM cutoff) OR x.total_value >= (SELECT total_value FROM cutoff)");
     qb.push(" ORDER BY x.total_value DESC, c.name, x.client_id LIMIT ").push_bind(limit);
     Ok(RevenueByClientReport { clients: qb.build_query_as().fetch_all(conn).await? })
 }
@@ -127,14 +155,27 @@ pub async fn performance(
     scope: &ReportScope,
     range: DayRange,
 ) -> Result<ProjectPerformanceReport, DomainError> {
-    let mut qb = visible_projects(
-        "count(*), count(*) FILTER (WHERE p.status = 'completed'), count(*) FILTER (WHERE p.status = 'cancelled'), \
+    let mut qb = if range.is_all_time() {
+        visible_rollup(
+            "COALESCE(sum(r.projects), 0)::bigint, \
+             COALESCE(sum(r.projects) FILTER (WHERE r.status = 'completed'), 0)::bigint, \
+             COALESCE(sum(r.projects) FILTER (WHERE r.status = 'cancelled'), 0)::bigint, \
+             COALESCE(sum(r.projects) FILTER (WHERE r.status IN ('active', 'pending')), 0)::bigint, \
+             COALESCE(sum(r.valued), 0)::bigint, COALESCE(sum(r.value_sum), 0), COALESCE(sum(r.timed), 0)::bigint, \
+             COALESCE(sum(r.duration_days), 0)::bigint",
+            scope,
+        )
+    } else {
+        let mut qb = visible_projects(
+            "count(*), count(*) FILTER (WHERE p.status = 'completed'), count(*) FILTER (WHERE p.status = 'cancelled'), \
          count(*) FILTER (WHERE p.status IN ('active', 'pending')), count(p.value), COALESCE(sum(p.value), 0), \
          count(*) FILTER (WHERE p.status = 'completed' AND p.start_date IS NOT NULL AND p.close_date IS NOT NULL), \
          COALESCE(sum(p.close_date - p.start_date) FILTER (WHERE p.status = 'completed'), 0)::bigint",
-        scope,
-    );
-    range.push_instants(&mut qb, "p.created_at", scope);
+            scope,
+        );
+        range.push_instants(&mut qb, "p.created_at", scope);
+        qb
+    };
     #[allow(clippy::type_complexity)]
     let row: (i64, i64, i64, i64, i64, Decimal, i64, i64) = qb.build_query_as().fetch_one(conn).await?;
     let (total, won, lost, pending, valued, value_sum, timed, days) = row;
@@ -192,10 +233,20 @@ pub async fn revenue_forecast(
     scope: &ReportScope,
     range: DayRange,
 ) -> Result<RevenueForecastReport, DomainError> {
-    let mut qb =
-        visible_projects("to_char(p.close_date, 'YYYY-MM') AS month, p.status, COALESCE(sum(p.value), 0)", scope);
-    qb.push(" AND p.status <> 'cancelled'");
-    range.push_dates(&mut qb, "p.close_date");
+    let mut qb = if range.is_all_time() {
+        let mut qb = visible_rollup(
+            "to_char(r.close_month, 'YYYY-MM') AS month, r.status, COALESCE(sum(r.value_sum), 0)",
+            scope,
+        );
+        qb.push(" AND r.status <> 'cancelled'");
+        qb
+    } else {
+        let mut qb =
+            visible_projects("to_char(p.close_date, 'YYYY-MM') AS month, p.status, COALESCE(sum(p.value), 0)", scope);
+        qb.push(" AND p.status <> 'cancelled'");
+        range.push_dates(&mut qb, "p.close_date");
+        qb
+    };
     qb.push(" GROUP BY 1, 2 ORDER BY 1");
     let rows: Vec<(Option<String>, String, Decimal)> = qb.build_query_as().fetch_all(conn).await?;
     let (mut total, mut won, mut pending) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);

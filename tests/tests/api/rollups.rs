@@ -1,12 +1,12 @@
-//! The lead rollup behind the lead reports stays equal to a recount of the leads after a random mix of writes:
-//! creates, updates of status, owner and conversion, soft deletes, restores and upserting imports, with the
-//! deltas pending and after they are folded in.
+//! The rollups behind the reports stay equal to a recount after a random mix of writes: leads and projects
+//! created, updated (status, owner, conversion, value, dates), soft deleted, restored and imported (leads
+//! upserted), with the deltas pending and after they are folded in.
 
 use crate::reports::created;
 use chrono::{Duration, Utc};
 use crm_shared::TenantId;
-use crm_shared::db::lead_rollup;
-use crm_tests::{TestApp, import_file};
+use crm_shared::db::rollups;
+use crm_tests::{Session, TestApp, import_file};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -28,12 +28,96 @@ const SOURCES: [Option<&str>; 4] = [Some("Website"), Some("Referral"), None, Som
 
 async fn assert_rollup_matches(app: &TestApp, tenant: Uuid, moment: &str) {
     let mut conn = app.db.acquire().await.expect("connection");
-    let differences = lead_rollup::differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
-    assert!(differences.is_empty(), "{moment}: the rollup differs from a recount:\n{}", differences.join("\n"));
+    let differences = rollups::lead_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
+    assert!(differences.is_empty(), "{moment}: the lead rollup differs from a recount:\n{}", differences.join("\n"));
+    let differences = rollups::project_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
+    assert!(differences.is_empty(), "{moment}: the project rollup differs from a recount:\n{}", differences.join("\n"));
+}
+
+const PROJECT_STATUSES: [&str; 4] = ["active", "pending", "completed", "cancelled"];
+
+/// A random project write: create, change, delete, restore or import.
+async fn project_step(
+    app: &TestApp,
+    admin: &Session,
+    reps: &[Session; 2],
+    clients: &[Uuid],
+    dice: &mut Dice,
+    projects: &mut Vec<Uuid>,
+    trash: &mut Vec<Uuid>,
+) {
+    let day = |dice: &mut Dice| {
+        let offset = dice.roll(900) as i64 - 450;
+        if dice.roll(4) == 0 { Value::Null } else { json!((Utc::now() + Duration::days(offset)).date_naive()) }
+    };
+    let value = |dice: &mut Dice| {
+        if dice.roll(4) == 0 { Value::Null } else { json!(format!("{}.{:02}", dice.roll(100_000), dice.roll(100))) }
+    };
+    let owner = |dice: &mut Dice| match dice.roll(3) {
+        0 => Value::Null,
+        n => json!(reps[n - 1].user_id),
+    };
+    match dice.roll(6) {
+        0 | 1 => {
+            let body = json!({"client_id": clients[dice.roll(clients.len())], "name": "P", "status": PROJECT_STATUSES[dice.roll(4)],
+                "value": value(dice), "start_date": day(dice), "close_date": day(dice), "assigned_to_user_id": owner(dice)});
+            let reply = app.post("/api/v1/projects", admin, body.clone()).await;
+            // A close date before the start date is refused (422), and nothing is written.
+            if reply.status == StatusCode::CREATED {
+                projects.push(reply.id());
+            } else {
+                assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.body);
+            }
+        }
+        2 if !projects.is_empty() => {
+            let project = projects[dice.roll(projects.len())];
+            let body = match dice.roll(4) {
+                0 => json!({"status": PROJECT_STATUSES[dice.roll(4)]}),
+                1 => json!({"value": value(dice), "assigned_to_user_id": owner(dice)}),
+                2 => json!({"close_date": day(dice), "start_date": day(dice)}),
+                _ => json!({"status": PROJECT_STATUSES[dice.roll(4)], "close_date": day(dice)}),
+            };
+            let reply = app.patch(&format!("/api/v1/projects/{project}"), admin, body.clone()).await;
+            assert!(
+                reply.status == StatusCode::OK || reply.status == StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}: {}",
+                reply.body
+            );
+        }
+        3 if !projects.is_empty() => {
+            let project = projects.swap_remove(dice.roll(projects.len()));
+            assert_eq!(app.delete(&format!("/api/v1/projects/{project}"), admin).await.status, StatusCode::NO_CONTENT);
+            trash.push(project);
+        }
+        4 if !trash.is_empty() => {
+            let project = trash.swap_remove(dice.roll(trash.len()));
+            let reply = app.post(&format!("/api/v1/projects/{project}/restore"), admin, json!({})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            projects.push(project);
+        }
+        _ => {
+            let mut csv = String::from("client,name,status,value,start_date,close_date,created_at\n");
+            for row in 0..(3 + dice.roll(10)) {
+                let text = |value: Value| value.as_str().map(str::to_owned).unwrap_or_default();
+                csv.push_str(&format!(
+                    "Client{},Imported{row},{},{},{},{},{}\n",
+                    dice.roll(clients.len()),
+                    PROJECT_STATUSES[dice.roll(4)],
+                    text(value(dice)),
+                    text(day(dice)),
+                    text(day(dice)),
+                    (Utc::now() - Duration::days(dice.roll(700) as i64)).to_rfc3339()
+                ));
+            }
+            let id = import_file(app, admin, "projects.csv", csv.into_bytes(), &[("entity", "projects")]).await;
+            let done = app.wait_import(admin, id, std::time::Duration::from_secs(60)).await;
+            assert!(matches!(done["status"].as_str(), Some("completed" | "completed_with_errors")), "{done}");
+        }
+    }
 }
 
 #[tokio::test]
-async fn the_lead_rollup_equals_a_recount_after_a_random_mix_of_writes() {
+async fn the_rollups_equal_a_recount_after_a_random_mix_of_writes() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker(&["--queues", "imports"]).await;
     let admin = app.tenant_in("US", "America/New_York").await;
@@ -43,8 +127,20 @@ async fn the_lead_rollup_equals_a_recount_after_a_random_mix_of_writes() {
     println!("seed {seed}");
     let mut live: Vec<Uuid> = Vec::new();
     let mut deleted: Vec<Uuid> = Vec::new();
+    let mut clients = Vec::new();
+    for index in 0..4 {
+        clients.push(
+            created(&app, &admin, "/api/v1/clients", json!({"name": format!("Client{index}"), "status": "active"}))
+                .await,
+        );
+    }
+    let (mut projects, mut trash) = (Vec::new(), Vec::new());
 
-    for step in 0..160 {
+    for step in 0..200 {
+        if dice.roll(4) == 0 {
+            project_step(&app, &admin, &reps, &clients, &mut dice, &mut projects, &mut trash).await;
+            continue;
+        }
         let owner = match dice.roll(3) {
             0 => Value::Null,
             n => json!(reps[n - 1].user_id),
@@ -132,8 +228,8 @@ async fn the_lead_rollup_equals_a_recount_after_a_random_mix_of_writes() {
         }
     }
     assert_rollup_matches(&app, admin.tenant_id, "with deltas pending").await;
-    lead_rollup::fold_deltas(&app.db).await.expect("fold");
-    assert_eq!(lead_rollup::pending_deltas(&app.db).await.expect("pending"), 0, "everything folded");
+    rollups::fold_deltas(&app.db).await.expect("fold");
+    assert_eq!(rollups::pending_deltas(&app.db).await.expect("pending"), 0, "everything folded");
     assert_rollup_matches(&app, admin.tenant_id, "after folding").await;
 
     // And the reports read the same: the pipeline's counts are the live leads per status.

@@ -1,0 +1,151 @@
+//! The report rollups' upkeep: folding the deltas the `leads` and `projects` triggers append into
+//! `lead_rollup` and `project_rollup`, and checking each rollup against a recount (see the reports migration
+//! for why they are built this way).
+
+use crate::error::DomainError;
+use crate::ids::TenantId;
+use sqlx::{PgConnection, PgPool};
+
+/// One folder at a time; a second finds the lock taken and leaves the work to the first.
+const FOLD_LOCK: i64 = 0x726f_6c6c_7570;
+/// Deltas moved per transaction, so a backlog (a million-row import) folds in bounded steps.
+const FOLD_BATCH: i64 = 50_000;
+
+/// Lead deltas into `lead_rollup`, at most `$1` delta rows per statement.
+const FOLD_LEADS: &str = "WITH moved AS (DELETE FROM lead_rollup_deltas WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM lead_rollup_deltas LIMIT $1)) RETURNING *) \
+     INSERT INTO lead_rollup AS r (tenant_id, grain, bucket, created_by, assigned_to_user_id, status, \
+         lead_source, leads, timed_conversions, conversion_seconds) \
+     SELECT tenant_id, grain, bucket, created_by, assigned_to_user_id, status, lead_source, sum(leads), \
+         sum(timed_conversions), sum(conversion_seconds) \
+     FROM moved GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7 \
+     ON CONFLICT (tenant_id, grain, bucket, created_by, assigned_to_user_id, status, lead_source) \
+     DO UPDATE SET leads = r.leads + excluded.leads, \
+         timed_conversions = r.timed_conversions + excluded.timed_conversions, \
+         conversion_seconds = r.conversion_seconds + excluded.conversion_seconds";
+
+/// Project deltas into `project_rollup`.
+const FOLD_PROJECTS: &str = "WITH moved AS (DELETE FROM project_rollup_deltas WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM project_rollup_deltas LIMIT $1)) RETURNING *) \
+     INSERT INTO project_rollup AS r (tenant_id, created_by, assigned_to_user_id, status, close_month, projects, \
+         valued, value_sum, timed, duration_days) \
+     SELECT tenant_id, created_by, assigned_to_user_id, status, close_month, sum(projects), sum(valued), \
+         sum(value_sum), sum(timed), sum(duration_days) \
+     FROM moved GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 \
+     ON CONFLICT (tenant_id, created_by, assigned_to_user_id, status, close_month) \
+     DO UPDATE SET projects = r.projects + excluded.projects, valued = r.valued + excluded.valued, \
+         value_sum = r.value_sum + excluded.value_sum, timed = r.timed + excluded.timed, \
+         duration_days = r.duration_days + excluded.duration_days";
+
+/// Moves pending deltas into the rollups, in batches, until none are left or another folder holds the lock.
+/// Returns the delta rows folded.
+#[tracing::instrument(skip_all)]
+pub async fn fold_deltas(pool: &PgPool) -> Result<u64, DomainError> {
+    let mut folded = 0;
+    for fold in [FOLD_LEADS, FOLD_PROJECTS] {
+        loop {
+            let mut tx = pool.begin().await?;
+            if !super::try_transaction_lock(&mut tx, FOLD_LOCK).await? {
+                return Ok(folded);
+            }
+            // Rows are upserted in key order; with one folder at a time nothing else locks rollup rows.
+            let moved = sqlx::query(fold).bind(FOLD_BATCH).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            folded += moved;
+            if moved == 0 {
+                break;
+            }
+        }
+    }
+    Ok(folded)
+}
+
+/// Every bucket where the rollup (with its pending deltas) differs from a recount of the tenant's live leads,
+/// described in a line each; empty when they agree.
+pub async fn lead_differences_from_recount(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<String>, DomainError> {
+    Ok(sqlx::query_scalar(
+        "WITH recount AS ( \
+             SELECT b.grain, b.bucket, COALESCE(l.created_by, '00000000-0000-0000-0000-000000000000') AS created_by, \
+                 COALESCE(l.assigned_to_user_id, '00000000-0000-0000-0000-000000000000') AS assigned, l.status, \
+                 COALESCE(l.lead_source, '') AS source, count(*) AS leads, count(l.converted_at) AS timed, \
+                 COALESCE(sum(extract(epoch FROM l.converted_at - l.created_at)), 0) AS seconds \
+             FROM leads l JOIN tenants t ON t.id = l.tenant_id \
+             CROSS JOIN LATERAL (SELECT (l.created_at AT TIME ZONE t.time_zone)::date AS day) d \
+             CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'), (1::smallint, date_trunc('month', d.day)::date), \
+                 (2::smallint, d.day)) b (grain, bucket) \
+             WHERE l.tenant_id = $1 AND l.deleted_at IS NULL GROUP BY 1, 2, 3, 4, 5, 6), \
+         kept AS ( \
+             SELECT grain, bucket, COALESCE(created_by, '00000000-0000-0000-0000-000000000000') AS created_by, \
+                 COALESCE(assigned_to_user_id, '00000000-0000-0000-0000-000000000000') AS assigned, status, \
+                 COALESCE(lead_source, '') AS source, sum(leads) AS leads, sum(timed_conversions) AS timed, \
+                 sum(conversion_seconds) AS seconds \
+             FROM (SELECT * FROM lead_rollup WHERE tenant_id = $1 UNION ALL \
+                   SELECT * FROM lead_rollup_deltas WHERE tenant_id = $1) x \
+             GROUP BY 1, 2, 3, 4, 5, 6 \
+             HAVING sum(leads) <> 0 OR sum(timed_conversions) <> 0 OR sum(conversion_seconds) <> 0) \
+         SELECT format('grain %s bucket %s creator %s assignee %s status %s source %s: recount %s/%s/%s, rollup %s/%s/%s', \
+             COALESCE(r.grain, k.grain), COALESCE(r.bucket, k.bucket), COALESCE(r.created_by, k.created_by), \
+             COALESCE(r.assigned, k.assigned), COALESCE(r.status, k.status), COALESCE(r.source, k.source), \
+             r.leads, r.timed, r.seconds, k.leads, k.timed, k.seconds) \
+         FROM recount r FULL JOIN kept k ON r.grain = k.grain AND r.bucket = k.bucket AND r.created_by = k.created_by \
+             AND r.assigned = k.assigned AND r.status = k.status AND r.source = k.source \
+         WHERE r.leads IS DISTINCT FROM k.leads OR r.timed IS DISTINCT FROM k.timed \
+             OR r.seconds IS DISTINCT FROM k.seconds \
+         ORDER BY 1 LIMIT 50",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Every (creator, assignee, status, close month) where the project rollup (with its pending deltas) differs
+/// from a recount of the tenant's live projects, in a line each; empty when they agree.
+pub async fn project_differences_from_recount(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<String>, DomainError> {
+    Ok(sqlx::query_scalar(
+        "WITH recount AS ( \
+             SELECT created_by, assigned_to_user_id, status, date_trunc('month', close_date)::date AS close_month, \
+                 count(*) AS projects, count(value) AS valued, COALESCE(sum(value), 0) AS value_sum, \
+                 count(*) FILTER (WHERE status = 'completed' AND start_date IS NOT NULL AND close_date IS NOT NULL) \
+                     AS timed, \
+                 COALESCE(sum(close_date - start_date) FILTER (WHERE status = 'completed'), 0) AS duration_days \
+             FROM projects WHERE tenant_id = $1 AND deleted_at IS NULL GROUP BY 1, 2, 3, 4), \
+         kept AS ( \
+             SELECT created_by, assigned_to_user_id, status, close_month, sum(projects) AS projects, \
+                 sum(valued) AS valued, sum(value_sum) AS value_sum, sum(timed) AS timed, \
+                 sum(duration_days) AS duration_days \
+             FROM (SELECT * FROM project_rollup WHERE tenant_id = $1 UNION ALL \
+                   SELECT * FROM project_rollup_deltas WHERE tenant_id = $1) x \
+             GROUP BY 1, 2, 3, 4 \
+             HAVING sum(projects) <> 0 OR sum(valued) <> 0 OR sum(value_sum) <> 0 OR sum(timed) <> 0 \
+                 OR sum(duration_days) <> 0) \
+         SELECT format('creator %s assignee %s status %s close month %s: recount %s/%s/%s/%s/%s, rollup %s/%s/%s/%s/%s', \
+             COALESCE(r.created_by, k.created_by), COALESCE(r.assigned_to_user_id, k.assigned_to_user_id), \
+             COALESCE(r.status, k.status), COALESCE(r.close_month, k.close_month), r.projects, r.valued, \
+             r.value_sum, r.timed, r.duration_days, k.projects, k.valued, k.value_sum, k.timed, k.duration_days) \
+         FROM recount r FULL JOIN kept k ON r.created_by IS NOT DISTINCT FROM k.created_by \
+             AND r.assigned_to_user_id IS NOT DISTINCT FROM k.assigned_to_user_id AND r.status = k.status \
+             AND r.close_month IS NOT DISTINCT FROM k.close_month \
+         WHERE r.projects IS DISTINCT FROM k.projects OR r.valued IS DISTINCT FROM k.valued \
+             OR r.value_sum IS DISTINCT FROM k.value_sum OR r.timed IS DISTINCT FROM k.timed \
+             OR r.duration_days IS DISTINCT FROM k.duration_days \
+         ORDER BY 1 LIMIT 50",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Delta rows not yet folded (all tenants, both rollups).
+pub async fn pending_deltas(pool: &PgPool) -> Result<i64, DomainError> {
+    Ok(sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM lead_rollup_deltas) + (SELECT count(*) FROM project_rollup_deltas)",
+    )
+    .fetch_one(pool)
+    .await?)
+}
