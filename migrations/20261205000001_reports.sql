@@ -187,6 +187,102 @@ FROM projects p
 WHERE p.deleted_at IS NULL
 GROUP BY 1, 2, 3, 4, 5;
 
+-- Per-user activity, the way the rollups above are kept: how many records each user has per bucket of their
+-- date (all time, month, day in the tenant's zone), by metric:
+--   1 leads assigned to the user (by created_at), 2 clients assigned to the user (by created_at),
+--   3 interactions the user had (`user_id`, by contact_date), 4 projects the user created (by created_at).
+-- User activity lists users in the reader's scope, and every record counted for such a user is one the reader
+-- sees (its owner or creator is that user), so no visibility columns are needed here.
+CREATE TABLE activity_rollup (
+    tenant_id uuid NOT NULL REFERENCES tenants (id),
+    metric    smallint NOT NULL,
+    grain     smallint NOT NULL CHECK (grain IN (0, 1, 2)),
+    bucket    date NOT NULL,
+    user_id   uuid NOT NULL,
+    records   integer NOT NULL
+);
+CREATE UNIQUE INDEX activity_rollup_key ON activity_rollup (tenant_id, metric, grain, bucket, user_id);
+CREATE TABLE activity_rollup_deltas (LIKE activity_rollup);
+CREATE INDEX activity_rollup_deltas_bucket_idx ON activity_rollup_deltas (tenant_id, metric, grain, bucket);
+
+ALTER TABLE activity_rollup ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON activity_rollup USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+ALTER TABLE activity_rollup_deltas ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON activity_rollup_deltas USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+REVOKE INSERT, UPDATE, DELETE ON activity_rollup, activity_rollup_deltas FROM crm_app;
+GRANT SELECT ON activity_rollup, activity_rollup_deltas TO crm_app;
+
+-- TG_ARGV: the metric, the column naming the user, the timestamp column dating the record.
+CREATE FUNCTION activity_rollup_capture() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    changes text := CASE TG_OP
+        WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows n'
+        WHEN 'UPDATE' THEN 'SELECT n.*, 1 AS sign FROM new_rows n UNION ALL SELECT o.*, -1 FROM old_rows o'
+        ELSE 'SELECT o.*, -1 AS sign FROM old_rows o'
+    END;
+BEGIN
+    EXECUTE format(
+        $sql$
+        INSERT INTO activity_rollup_deltas (tenant_id, metric, grain, bucket, user_id, records)
+        SELECT c.tenant_id, %s::smallint, b.grain, b.bucket, c.%I, sum(c.sign)
+        FROM (%s) c
+        JOIN tenants t ON t.id = c.tenant_id
+        CROSS JOIN LATERAL (SELECT (c.%I AT TIME ZONE t.time_zone)::date AS day) d
+        CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
+                                   (1::smallint, date_trunc('month', d.day)::date),
+                                   (2::smallint, d.day)) b (grain, bucket)
+        WHERE c.deleted_at IS NULL AND c.%I IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5
+        HAVING sum(c.sign) <> 0
+        $sql$, TG_ARGV[0]::smallint, TG_ARGV[1], changes, TG_ARGV[2], TG_ARGV[1]);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER leads_activity_insert AFTER INSERT ON leads REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('1', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER leads_activity_update AFTER UPDATE ON leads REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('1', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER leads_activity_delete AFTER DELETE ON leads REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('1', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER clients_activity_insert AFTER INSERT ON clients REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('2', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER clients_activity_update AFTER UPDATE ON clients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('2', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER clients_activity_delete AFTER DELETE ON clients REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('2', 'assigned_to_user_id', 'created_at');
+CREATE TRIGGER interactions_activity_insert AFTER INSERT ON interactions REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('3', 'user_id', 'contact_date');
+CREATE TRIGGER interactions_activity_update AFTER UPDATE ON interactions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('3', 'user_id', 'contact_date');
+CREATE TRIGGER interactions_activity_delete AFTER DELETE ON interactions REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('3', 'user_id', 'contact_date');
+CREATE TRIGGER projects_activity_insert AFTER INSERT ON projects REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('4', 'created_by', 'created_at');
+CREATE TRIGGER projects_activity_update AFTER UPDATE ON projects REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('4', 'created_by', 'created_at');
+CREATE TRIGGER projects_activity_delete AFTER DELETE ON projects REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION activity_rollup_capture('4', 'created_by', 'created_at');
+
+INSERT INTO activity_rollup (tenant_id, metric, grain, bucket, user_id, records)
+SELECT x.tenant_id, x.metric, b.grain, b.bucket, x.user_id, count(*)
+FROM (SELECT tenant_id, 1::smallint AS metric, assigned_to_user_id AS user_id, created_at AS dated FROM leads
+          WHERE deleted_at IS NULL
+      UNION ALL SELECT tenant_id, 2::smallint, assigned_to_user_id, created_at FROM clients WHERE deleted_at IS NULL
+      UNION ALL SELECT tenant_id, 3::smallint, user_id, contact_date FROM interactions WHERE deleted_at IS NULL
+      UNION ALL SELECT tenant_id, 4::smallint, created_by, created_at FROM projects WHERE deleted_at IS NULL) x
+JOIN tenants t ON t.id = x.tenant_id
+CROSS JOIN LATERAL (SELECT (x.dated AT TIME ZONE t.time_zone)::date AS day) d
+CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
+                           (1::smallint, date_trunc('month', d.day)::date),
+                           (2::smallint, d.day)) b (grain, bucket)
+WHERE x.user_id IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5;
+
 -- Raw report queries over the smaller tables.
 -- Interactions by contact date (client retention's recent interactions, user activity in a range).
 CREATE INDEX interactions_live_contact_idx ON interactions (tenant_id, contact_date) WHERE deleted_at IS NULL;

@@ -37,12 +37,20 @@ const FOLD_PROJECTS: &str = "WITH moved AS (DELETE FROM project_rollup_deltas WH
          value_sum = r.value_sum + excluded.value_sum, timed = r.timed + excluded.timed, \
          duration_days = r.duration_days + excluded.duration_days";
 
+/// Activity deltas into `activity_rollup`.
+const FOLD_ACTIVITY: &str = "WITH moved AS (DELETE FROM activity_rollup_deltas WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM activity_rollup_deltas LIMIT $1)) RETURNING *) \
+     INSERT INTO activity_rollup AS r (tenant_id, metric, grain, bucket, user_id, records) \
+     SELECT tenant_id, metric, grain, bucket, user_id, sum(records) \
+     FROM moved GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 \
+     ON CONFLICT (tenant_id, metric, grain, bucket, user_id) DO UPDATE SET records = r.records + excluded.records";
+
 /// Moves pending deltas into the rollups, in batches, until none are left or another folder holds the lock.
 /// Returns the delta rows folded.
 #[tracing::instrument(skip_all)]
 pub async fn fold_deltas(pool: &PgPool) -> Result<u64, DomainError> {
     let mut folded = 0;
-    for fold in [FOLD_LEADS, FOLD_PROJECTS] {
+    for fold in [FOLD_LEADS, FOLD_PROJECTS, FOLD_ACTIVITY] {
         loop {
             let mut tx = pool.begin().await?;
             if !super::try_transaction_lock(&mut tx, FOLD_LOCK).await? {
@@ -141,10 +149,51 @@ pub async fn project_differences_from_recount(
     .await?)
 }
 
-/// Delta rows not yet folded (all tenants, both rollups).
+/// Every (metric, grain, bucket, user) where the activity rollup (with its pending deltas) differs from a
+/// recount of the tenant's live records, in a line each; empty when they agree.
+pub async fn activity_differences_from_recount(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<String>, DomainError> {
+    Ok(sqlx::query_scalar(
+        "WITH recount AS ( \
+             SELECT x.metric::smallint AS metric, b.grain, b.bucket, x.user_id, count(*) AS records \
+             FROM (SELECT tenant_id, 1 AS metric, assigned_to_user_id AS user_id, created_at AS dated FROM leads \
+                       WHERE tenant_id = $1 AND deleted_at IS NULL \
+                   UNION ALL SELECT tenant_id, 2, assigned_to_user_id, created_at FROM clients \
+                       WHERE tenant_id = $1 AND deleted_at IS NULL \
+                   UNION ALL SELECT tenant_id, 3, user_id, contact_date FROM interactions \
+                       WHERE tenant_id = $1 AND deleted_at IS NULL \
+                   UNION ALL SELECT tenant_id, 4, created_by, created_at FROM projects \
+                       WHERE tenant_id = $1 AND deleted_at IS NULL) x \
+             JOIN tenants t ON t.id = x.tenant_id \
+             CROSS JOIN LATERAL (SELECT (x.dated AT TIME ZONE t.time_zone)::date AS day) d \
+             CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'), \
+                 (1::smallint, date_trunc('month', d.day)::date), (2::smallint, d.day)) b (grain, bucket) \
+             WHERE x.user_id IS NOT NULL GROUP BY 1, 2, 3, 4), \
+         kept AS ( \
+             SELECT metric, grain, bucket, user_id, sum(records) AS records \
+             FROM (SELECT * FROM activity_rollup WHERE tenant_id = $1 UNION ALL \
+                   SELECT * FROM activity_rollup_deltas WHERE tenant_id = $1) x \
+             GROUP BY 1, 2, 3, 4 HAVING sum(records) <> 0) \
+         SELECT format('metric %s grain %s bucket %s user %s: recount %s, rollup %s', \
+             COALESCE(r.metric, k.metric), COALESCE(r.grain, k.grain), COALESCE(r.bucket, k.bucket), \
+             COALESCE(r.user_id, k.user_id), r.records, k.records) \
+         FROM recount r FULL JOIN kept k ON r.metric = k.metric AND r.grain = k.grain AND r.bucket = k.bucket \
+             AND r.user_id = k.user_id \
+         WHERE r.records IS DISTINCT FROM k.records \
+         ORDER BY 1 LIMIT 50",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Delta rows not yet folded (all tenants, every rollup).
 pub async fn pending_deltas(pool: &PgPool) -> Result<i64, DomainError> {
     Ok(sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM lead_rollup_deltas) + (SELECT count(*) FROM project_rollup_deltas)",
+        "SELECT (SELECT count(*) FROM lead_rollup_deltas) + (SELECT count(*) FROM project_rollup_deltas) \
+         + (SELECT count(*) FROM activity_rollup_deltas)",
     )
     .fetch_one(pool)
     .await?)

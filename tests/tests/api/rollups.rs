@@ -1,6 +1,7 @@
 //! The rollups behind the reports stay equal to a recount after a random mix of writes: leads and projects
 //! created, updated (status, owner, conversion, value, dates), soft deleted, restored and imported (leads
-//! upserted), with the deltas pending and after they are folded in.
+//! upserted), clients reassigned and interactions logged, moved and deleted, with the deltas pending and after
+//! they are folded in.
 
 use crate::reports::created;
 use chrono::{Duration, Utc};
@@ -30,8 +31,57 @@ async fn assert_rollup_matches(app: &TestApp, tenant: Uuid, moment: &str) {
     let mut conn = app.db.acquire().await.expect("connection");
     let differences = rollups::lead_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
     assert!(differences.is_empty(), "{moment}: the lead rollup differs from a recount:\n{}", differences.join("\n"));
+    let differences = rollups::activity_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
+    assert!(
+        differences.is_empty(),
+        "{moment}: the activity rollup differs from a recount:\n{}",
+        differences.join("\n")
+    );
     let differences = rollups::project_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
     assert!(differences.is_empty(), "{moment}: the project rollup differs from a recount:\n{}", differences.join("\n"));
+}
+
+/// A random write to clients or interactions (the activity rollup counts them per user).
+async fn activity_step(
+    app: &TestApp,
+    admin: &Session,
+    reps: &[Session; 2],
+    clients: &[Uuid],
+    dice: &mut Dice,
+    interactions: &mut Vec<Uuid>,
+) {
+    let person = |dice: &mut Dice| match dice.roll(3) {
+        0 => admin.user_id,
+        n => reps[n - 1].user_id,
+    };
+    let moment = |dice: &mut Dice| (Utc::now() + Duration::hours(dice.roll(24 * 400) as i64 - 24 * 300)).to_rfc3339();
+    match dice.roll(5) {
+        0 | 1 => {
+            let body = json!({"type": "call", "contact_date": moment(dice), "client_id": clients[dice.roll(clients.len())],
+                "user_id": person(dice)});
+            interactions.push(created(app, admin, "/api/v1/interactions", body).await);
+        }
+        2 if !interactions.is_empty() => {
+            let interaction = interactions[dice.roll(interactions.len())];
+            let body = json!({"user_id": person(dice), "contact_date": moment(dice)});
+            let reply = app.patch(&format!("/api/v1/interactions/{interaction}"), admin, body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+        3 if !interactions.is_empty() => {
+            let interaction = interactions.swap_remove(dice.roll(interactions.len()));
+            assert_eq!(
+                app.delete(&format!("/api/v1/interactions/{interaction}"), admin).await.status,
+                StatusCode::NO_CONTENT
+            );
+        }
+        _ => {
+            let client = clients[dice.roll(clients.len())];
+            let owner = if dice.roll(3) == 0 { Value::Null } else { json!(person(dice)) };
+            let reply =
+                app.patch(&format!("/api/v1/clients/{client}"), admin, json!({"assigned_to_user_id": owner})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        }
+    }
 }
 
 const PROJECT_STATUSES: [&str; 4] = ["active", "pending", "completed", "cancelled"];
@@ -134,9 +184,13 @@ async fn the_rollups_equal_a_recount_after_a_random_mix_of_writes() {
                 .await,
         );
     }
-    let (mut projects, mut trash) = (Vec::new(), Vec::new());
+    let (mut projects, mut trash, mut interactions) = (Vec::new(), Vec::new(), Vec::new());
 
-    for step in 0..200 {
+    for step in 0..240 {
+        if dice.roll(5) == 0 {
+            activity_step(&app, &admin, &reps, &clients, &mut dice, &mut interactions).await;
+            continue;
+        }
         if dice.roll(4) == 0 {
             project_step(&app, &admin, &reps, &clients, &mut dice, &mut projects, &mut trash).await;
             continue;

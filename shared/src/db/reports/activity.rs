@@ -1,6 +1,5 @@
 //! People and follow-through: user activity, follow-ups, client retention and upcoming tasks.
 
-use super::leads::{LeadPerson, lead_groups};
 use super::{DayRange, ReportScope, percent};
 use crate::domain::access::Scope;
 use crate::domain::enums::ClientStatus;
@@ -52,61 +51,51 @@ pub async fn users_in_scope(conn: &mut PgConnection, scope: &ReportScope) -> Res
     Ok(users)
 }
 
-/// Counts per user of the visible live records of `table` in the range, by `person_column`.
-async fn count_per_user(
-    conn: &mut PgConnection,
-    scope: &ReportScope,
-    range: DayRange,
-    table: &str,
-    owner_column: &str,
-    person_column: &str,
-    date_column: &str,
-) -> Result<HashMap<Uuid, i64>, DomainError> {
-    let mut qb = QueryBuilder::<Postgres>::new(format!(
-        "SELECT r.{person_column}, count(*) FROM {table} r WHERE r.tenant_id = "
-    ));
-    qb.push_bind(scope.tenant).push(format!(" AND r.{person_column} IS NOT NULL"));
-    scope.push_visible(&mut qb, "r", owner_column);
-    range.push_instants(&mut qb, &format!("r.{date_column}"), scope);
-    qb.push(" GROUP BY 1");
-    let rows: Vec<(Uuid, i64)> = qb.build_query_as().fetch_all(conn).await?;
-    Ok(rows.into_iter().collect())
-}
+/// The activity rollup's metrics (see the reports migration).
+const ASSIGNED_LEADS: i16 = 1;
+const ASSIGNED_CLIENTS: i16 = 2;
+const INTERACTIONS_LOGGED: i16 = 3;
+const PROJECTS_CREATED: i16 = 4;
 
+/// Per user in scope: leads and clients assigned, interactions had and projects created in the range, from the
+/// activity rollup. Every record counted for a listed user is one the reader sees (its owner or creator is that
+/// user, and the user is in the reader's scope), so the rollup needs no visibility columns.
 pub async fn user_activity(
     conn: &mut PgConnection,
     scope: &ReportScope,
     range: DayRange,
 ) -> Result<UserActivityReport, DomainError> {
     let users = users_in_scope(conn, scope).await?;
-    let mut leads: HashMap<Uuid, i64> = HashMap::new();
-    for group in lead_groups(conn, scope, range, LeadPerson::Assignee).await? {
-        if let Some(person) = group.person {
-            *leads.entry(person).or_default() += group.leads;
-        }
-    }
-    let clients =
-        count_per_user(conn, scope, range, "clients", "assigned_to_user_id", "assigned_to_user_id", "created_at")
-            .await?;
-    let interactions = count_per_user(conn, scope, range, "interactions", "user_id", "user_id", "contact_date").await?;
-    let projects = if range.is_all_time() {
-        let mut qb = super::projects::visible_rollup("r.created_by, sum(r.projects)::bigint", scope);
-        qb.push(" AND r.created_by IS NOT NULL GROUP BY 1");
-        qb.build_query_as::<(Uuid, i64)>().fetch_all(&mut *conn).await?.into_iter().collect()
-    } else {
-        count_per_user(conn, scope, range, "projects", "assigned_to_user_id", "created_by", "created_at").await?
-    };
-    let count = |counts: &HashMap<Uuid, i64>, user: &Uuid| counts.get(user).copied().unwrap_or(0);
+    let ids: Vec<Uuid> = users.iter().map(|(id, _)| *id).collect();
+    let slices = super::slices::slices(range);
+    let mut qb = QueryBuilder::<Postgres>::new("SELECT r.metric, r.user_id, sum(");
+    super::slices::push_sign(&mut qb, "r", &slices);
+    qb.push(
+        " * r.records)::bigint FROM (SELECT tenant_id, metric, grain, bucket, user_id, records FROM activity_rollup \
+         UNION ALL SELECT tenant_id, metric, grain, bucket, user_id, records FROM activity_rollup_deltas) r \
+         WHERE r.tenant_id = ",
+    );
+    qb.push_bind(scope.tenant).push(" AND r.user_id = ANY(").push_bind(ids).push(")");
+    super::slices::push_filter(&mut qb, "r", &slices);
+    qb.push(" GROUP BY 1, 2");
+    let counts: HashMap<(i16, Uuid), i64> = qb
+        .build_query_as::<(i16, Uuid, i64)>()
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(m, u, n)| ((m, u), n))
+        .collect();
+    let count = |metric: i16, user: Uuid| counts.get(&(metric, user)).copied().unwrap_or(0);
     Ok(UserActivityReport {
         users: users
             .into_iter()
             .map(|(id, email)| UserActivity {
                 user_id: id,
                 user_email: email,
-                assigned_leads: count(&leads, &id),
-                assigned_clients: count(&clients, &id),
-                interactions_logged: count(&interactions, &id),
-                projects_created: count(&projects, &id),
+                assigned_leads: count(ASSIGNED_LEADS, id),
+                assigned_clients: count(ASSIGNED_CLIENTS, id),
+                interactions_logged: count(INTERACTIONS_LOGGED, id),
+                projects_created: count(PROJECTS_CREATED, id),
             })
             .collect(),
     })
