@@ -83,7 +83,8 @@ pub async fn lead_differences_from_recount(
              FROM leads l JOIN tenants t ON t.id = l.tenant_id \
              CROSS JOIN LATERAL (SELECT (l.created_at AT TIME ZONE t.time_zone)::date AS day) d \
              CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'), (1::smallint, date_trunc('month', d.day)::date), \
-                 (2::smallint, d.day)) b (grain, bucket) \
+                 (2::smallint, d.day), \
+                 (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket) \
              WHERE l.tenant_id = $1 AND l.deleted_at IS NULL GROUP BY 1, 2, 3, 4, 5, 6), \
          kept AS ( \
              SELECT grain, bucket, COALESCE(created_by, '00000000-0000-0000-0000-000000000000') AS created_by, \
@@ -169,7 +170,8 @@ pub async fn activity_differences_from_recount(
              JOIN tenants t ON t.id = x.tenant_id \
              CROSS JOIN LATERAL (SELECT (x.dated AT TIME ZONE t.time_zone)::date AS day) d \
              CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'), \
-                 (1::smallint, date_trunc('month', d.day)::date), (2::smallint, d.day)) b (grain, bucket) \
+                 (1::smallint, date_trunc('month', d.day)::date), (2::smallint, d.day), \
+                 (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket) \
              WHERE x.user_id IS NOT NULL GROUP BY 1, 2, 3, 4), \
          kept AS ( \
              SELECT metric, grain, bucket, user_id, sum(records) AS records \

@@ -1,7 +1,9 @@
 //! A day range as rollup buckets. The rollups hold one bucket for all time (grain 0), one per calendar month
-//! (grain 1) and one per day (grain 2). A range is the sum of signed slices of those buckets: whole months in
-//! its middle, and at each end either the days inside the range or the whole month minus the days outside it,
-//! whichever reads fewer rows. A range open at its start is all time minus what follows its end.
+//! (grain 1), one per day (grain 2) and one per week from Monday (grain 3). A range is the sum of signed slices
+//! of those buckets: whole months in its middle; at each end either the part inside the range or the whole
+//! month minus the part outside it, whichever reads fewer rows; each such part as whole weeks with days at
+//! their ends, again inside or whole-minus-outside. A range open at its start is all time minus what follows
+//! its end.
 
 use super::{DayRange, FIRST_DAY, LAST_DAY};
 use chrono::{Datelike, NaiveDate};
@@ -16,13 +18,83 @@ pub struct Slice {
     pub sign: i32,
 }
 
-/// What reading one month bucket costs, in day buckets: a month holds several days' combinations of owner,
-/// status and source (measured on the seeded tenant: about 4.5 days' worth of rows).
-const MONTH_COST: i64 = 4;
+/// What reading one month or one week bucket costs, in day buckets: a longer bucket holds more combinations
+/// of owner, status and source, but far fewer than its days together (measured on the seeded tenant: a month
+/// about 4.5 days' worth of rows).
+const MONTH_COST: i64 = 5;
+const WEEK_COST: i64 = 3;
 
 const ALL_TIME: i16 = 0;
 const MONTH: i16 = 1;
 const DAY: i16 = 2;
+const WEEK: i16 = 3;
+
+fn monday(day: NaiveDate) -> NaiveDate {
+    day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+fn next_monday(day: NaiveDate) -> NaiveDate {
+    monday(day) + chrono::Duration::days(7)
+}
+
+/// The rough cost of reading `slices`, in day buckets.
+fn cost(slices: &[Slice]) -> i64 {
+    slices
+        .iter()
+        .map(|slice| match slice.grain {
+            DAY => days(slice.from, slice.until),
+            WEEK => days(slice.from, slice.until).div_euclid(7).max(1) * WEEK_COST,
+            MONTH => MONTH_COST,
+            _ => MONTH_COST,
+        })
+        .sum()
+}
+
+/// The cheaper of two coverings.
+fn cheaper(a: Vec<Slice>, b: Vec<Slice>) -> Vec<Slice> {
+    if cost(&a) <= cost(&b) { a } else { b }
+}
+
+/// Slices covering the days `[from, until)` within a month or two: whole weeks, and at each end the days
+/// inside or the week minus the days outside; each with `sign`.
+fn weeks_and_days(from: NaiveDate, until: NaiveDate, sign: i32) -> Vec<Slice> {
+    if from >= until {
+        return Vec::new();
+    }
+    let slice = |grain, from, until, times: i32| Slice { grain, from, until, sign: sign * times };
+    if monday(from) == monday(until.pred_opt().unwrap_or(until)) {
+        let week = (monday(from), next_monday(from));
+        let days_only = vec![slice(DAY, from, until, 1)];
+        let mut whole = vec![slice(WEEK, week.0, week.1, 1)];
+        whole.extend(
+            [slice(DAY, week.0, from, -1), slice(DAY, until, week.1, -1)].into_iter().filter(|s| s.from < s.until),
+        );
+        return cheaper(days_only, whole);
+    }
+    let mut out = Vec::new();
+    let first_week = if from == monday(from) {
+        from
+    } else if days(from, next_monday(from)) <= WEEK_COST + days(monday(from), from) {
+        out.push(slice(DAY, from, next_monday(from), 1));
+        next_monday(from)
+    } else {
+        out.push(slice(DAY, monday(from), from, -1));
+        monday(from)
+    };
+    let end_week = if until == monday(until) {
+        until
+    } else if days(monday(until), until) <= WEEK_COST + days(until, next_monday(until)) {
+        out.push(slice(DAY, monday(until), until, 1));
+        monday(until)
+    } else {
+        out.push(slice(DAY, until, next_monday(until), -1));
+        next_monday(until)
+    };
+    if first_week < end_week {
+        out.push(slice(WEEK, first_week, end_week, 1));
+    }
+    out
+}
 
 fn month_start(day: NaiveDate) -> NaiveDate {
     day.with_day(1).unwrap_or(day)
@@ -54,49 +126,53 @@ pub fn slices(range: DayRange) -> Vec<Slice> {
 
 /// Slices covering the days `[from, until)` (`until` open: every day from `from` on), each with `sign`.
 fn cover(from: NaiveDate, until: Option<NaiveDate>, sign: i32) -> Vec<Slice> {
-    let slice = |grain, from, until, times: i32| Slice { grain, from, until, sign: sign * times };
-    let mut out = Vec::new();
+    let month = |from, until| Slice { grain: MONTH, from, until, sign };
+    let with = |first: Slice, rest: Vec<Slice>| std::iter::once(first).chain(rest).collect::<Vec<_>>();
     if let Some(until) = until
         && month_start(from) == month_start(until.pred_opt().unwrap_or(until))
     {
         // Within one month: its days, or the month without the days around them.
         let (first, after) = (month_start(from), next_month(from));
-        let outside = days(first, from) + days(until, after);
-        if days(from, until) <= MONTH_COST + outside {
-            out.push(slice(DAY, from, until, 1));
-        } else {
-            out.push(slice(MONTH, first, after, 1));
-            out.push(slice(DAY, first, from, -1));
-            out.push(slice(DAY, until, after, -1));
-        }
-        return out.into_iter().filter(|s| s.from < s.until).collect();
+        let mut outside = weeks_and_days(first, from, -sign);
+        outside.extend(weeks_and_days(until, after, -sign));
+        return cheaper(weeks_and_days(from, until, sign), with(month(first, after), outside));
     }
+    let mut out = Vec::new();
     // The first month: its days from `from`, or the whole month without the days before `from`.
     let first_month = if from.day() == 1 {
         from
-    } else if days(from, next_month(from)) <= MONTH_COST + days(month_start(from), from) {
-        out.push(slice(DAY, from, next_month(from), 1));
-        next_month(from)
     } else {
-        out.push(slice(DAY, month_start(from), from, -1));
-        month_start(from)
+        let inside = weeks_and_days(from, next_month(from), sign);
+        let outside = with(month(month_start(from), next_month(from)), weeks_and_days(month_start(from), from, -sign));
+        if cost(&inside) <= cost(&outside) {
+            out.extend(inside);
+            next_month(from)
+        } else {
+            out.extend(outside.into_iter().skip(1));
+            month_start(from)
+        }
     };
     let Some(until) = until else {
-        out.push(slice(MONTH, first_month, LAST_DAY, 1));
+        out.push(month(first_month, LAST_DAY));
         return out;
     };
     // The last month: its days before `until`, or the whole month without the days from `until` on.
     let end_month = if until.day() == 1 {
         until
-    } else if days(month_start(until), until) <= MONTH_COST + days(until, next_month(until)) {
-        out.push(slice(DAY, month_start(until), until, 1));
-        month_start(until)
     } else {
-        out.push(slice(DAY, until, next_month(until), -1));
-        next_month(until)
+        let inside = weeks_and_days(month_start(until), until, sign);
+        let outside =
+            with(month(month_start(until), next_month(until)), weeks_and_days(until, next_month(until), -sign));
+        if cost(&inside) <= cost(&outside) {
+            out.extend(inside);
+            month_start(until)
+        } else {
+            out.extend(outside.into_iter().skip(1));
+            next_month(until)
+        }
     };
     if first_month < end_month {
-        out.push(slice(MONTH, first_month, end_month, 1));
+        out.push(month(first_month, end_month));
     }
     out
 }
@@ -158,6 +234,7 @@ mod tests {
                 let bucket = match slice.grain {
                     ALL_TIME => FIRST_DAY,
                     MONTH => month_start(current),
+                    WEEK => monday(current),
                     _ => current,
                 };
                 if bucket >= slice.from && bucket < slice.until {
@@ -172,20 +249,19 @@ mod tests {
 
     #[test]
     fn every_range_counts_each_of_its_days_once_and_nothing_else() {
-        let around = (day("2024-11-01"), day("2026-03-31"));
-        let starts =
-            [None, Some(day("2025-01-01")), Some(day("2025-01-02")), Some(day("2025-01-29")), Some(day("2025-02-14"))];
-        let ends = [
-            None,
-            Some(day("2025-01-31")),
-            Some(day("2025-02-03")),
-            Some(day("2025-02-27")),
-            Some(day("2025-06-15")),
-            Some(day("2025-01-01")),
-            Some(day("2025-12-31")),
-        ];
-        for start in starts {
-            for end in ends {
+        let around = (day("2024-10-01"), day("2026-02-28"));
+        let mut starts = vec![None];
+        let mut ends = vec![None, Some(day("2025-12-31"))];
+        // Every start and end over three months and a year's turn, so every weekday meets every month edge.
+        let mut current = day("2024-12-01");
+        while current <= day("2025-03-05") {
+            starts.push(Some(current));
+            ends.push(Some(current));
+            current += Duration::days(1);
+        }
+        for start in &starts {
+            for end in &ends {
+                let (start, end) = (*start, *end);
                 let range = DayRange { start, end };
                 for (date, times) in counted_days(range, around) {
                     let inside = start.is_none_or(|s| date >= s) && end.is_none_or(|e| date <= e);
