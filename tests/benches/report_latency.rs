@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
 
     let (database_url, report) = server_runtime.block_on(prepare_database(leads))?;
     println!(
-        "seeded {} leads, {} clients, {} projects, {} interactions, {} tickets in {:.1} s (rollup folded, ANALYZEd)",
+        "seeded {} leads, {} clients, {} projects, {} interactions, {} tickets in {:.1} s (rollups folded, VACUUM ANALYZEd)",
         report.leads, report.clients, report.projects, report.interactions, report.tickets, report.seconds
     );
 

@@ -70,6 +70,15 @@ pub fn job_pool(settings: &Settings) -> Result<PgPool, DomainError> {
     Ok(lazy_pool(settings, options))
 }
 
+/// `VACUUM (ANALYZE)` of each of `tables`, one statement each (VACUUM runs outside a transaction). The names
+/// are the callers' constants, never user input.
+pub async fn vacuum_analyze(pool: &PgPool, tables: &[&'static str]) -> Result<(), DomainError> {
+    for table in tables {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) {table}"))).execute(pool).await?;
+    }
+    Ok(())
+}
+
 /// Applies pending migrations. sqlx takes a Postgres advisory lock around the run, so concurrent callers
 /// (two deploys, parallel tests) apply each migration once.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

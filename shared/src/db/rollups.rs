@@ -1,6 +1,6 @@
 //! The report rollups' upkeep: folding the deltas the `leads` and `projects` triggers append into
-//! `lead_rollup` and `project_rollup`, and checking each rollup against a recount (see the reports migration
-//! for why they are built this way).
+//! `lead_rollup` and `project_rollup`, and checking each rollup (and `client_revenue`, which its triggers keep
+//! exact without deltas) against a recount (see the reports and report speed migrations for why).
 
 use crate::error::DomainError;
 use crate::ids::TenantId;
@@ -198,5 +198,50 @@ pub async fn pending_deltas(pool: &PgPool) -> Result<i64, DomainError> {
          + (SELECT count(*) FROM activity_rollup_deltas)",
     )
     .fetch_one(pool)
+    .await?)
+}
+
+/// Every (audience, client) where `client_revenue` differs from a recount of the tenant's live, non-cancelled
+/// projects by who sees them (the tenant; each user who created or is assigned one; each team with such a
+/// member), in a line each; empty when they agree. Written apart from the trigger's own SQL on purpose.
+pub async fn client_revenue_differences_from_recount(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<String>, DomainError> {
+    Ok(sqlx::query_scalar(
+        "WITH live AS ( \
+             SELECT * FROM projects \
+             WHERE tenant_id = $1 AND deleted_at IS NULL AND status <> 'cancelled' AND client_id IS NOT NULL), \
+         seen AS ( \
+             SELECT 0::smallint AS audience, NULL::uuid AS audience_id, l.client_id, l.value, l.status FROM live l \
+             UNION ALL \
+             SELECT 1, u.id, l.client_id, l.value, l.status FROM live l \
+             JOIN users u ON u.tenant_id = l.tenant_id AND (u.id = l.created_by OR u.id = l.assigned_to_user_id) \
+             UNION ALL \
+             SELECT 2, t.id, l.client_id, l.value, l.status FROM live l JOIN teams t ON t.tenant_id = l.tenant_id \
+             WHERE EXISTS (SELECT 1 FROM user_teams ut WHERE ut.tenant_id = t.tenant_id AND ut.team_id = t.id \
+                 AND (ut.user_id = l.created_by OR ut.user_id = l.assigned_to_user_id))), \
+         recount AS ( \
+             SELECT audience, audience_id, client_id, count(*)::integer AS projects, \
+                 COALESCE(sum(value), 0) AS total_value, \
+                 COALESCE(sum(value) FILTER (WHERE status = 'completed'), 0) AS won_value, \
+                 COALESCE(sum(value) FILTER (WHERE status IN ('active', 'pending')), 0) AS pending_value \
+             FROM seen GROUP BY 1, 2, 3), \
+         kept AS ( \
+             SELECT audience, audience_id, client_id, projects, total_value, won_value, pending_value \
+             FROM client_revenue WHERE tenant_id = $1 \
+                 AND (projects <> 0 OR total_value <> 0 OR won_value <> 0 OR pending_value <> 0)) \
+         SELECT format('audience %s %s client %s: recount %s/%s/%s/%s, kept %s/%s/%s/%s', \
+             COALESCE(r.audience, k.audience), COALESCE(r.audience_id, k.audience_id), \
+             COALESCE(r.client_id, k.client_id), r.projects, r.total_value, r.won_value, r.pending_value, \
+             k.projects, k.total_value, k.won_value, k.pending_value) \
+         FROM recount r FULL JOIN kept k ON r.audience = k.audience \
+             AND r.audience_id IS NOT DISTINCT FROM k.audience_id AND r.client_id = k.client_id \
+         WHERE r.projects IS DISTINCT FROM k.projects OR r.total_value IS DISTINCT FROM k.total_value \
+             OR r.won_value IS DISTINCT FROM k.won_value OR r.pending_value IS DISTINCT FROM k.pending_value \
+         ORDER BY 1 LIMIT 50",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
     .await?)
 }

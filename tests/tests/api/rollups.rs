@@ -1,6 +1,6 @@
 //! The rollups behind the reports stay equal to a recount after a random mix of writes: leads and projects
 //! created, updated (status, owner, conversion, value, dates), soft deleted, restored and imported (leads
-//! upserted), clients reassigned and interactions logged, moved and deleted, with the deltas pending and after
+//! upserted), clients reassigned, interactions logged, moved and deleted and team members changed, with the deltas pending and after
 //! they are folded in.
 
 use crate::reports::created;
@@ -39,6 +39,22 @@ async fn assert_rollup_matches(app: &TestApp, tenant: Uuid, moment: &str) {
     );
     let differences = rollups::project_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
     assert!(differences.is_empty(), "{moment}: the project rollup differs from a recount:\n{}", differences.join("\n"));
+    let differences =
+        rollups::client_revenue_differences_from_recount(&mut conn, TenantId(tenant)).await.expect("compare");
+    assert!(
+        differences.is_empty(),
+        "{moment}: the revenue by client differs from a recount:\n{}",
+        differences.join("\n")
+    );
+}
+
+/// New members for one of `teams`: any of the admin and the reps (revenue by client is kept per team).
+async fn team_step(app: &TestApp, admin: &Session, reps: &[Session; 2], teams: &[Uuid; 2], dice: &mut Dice) {
+    let people = [admin.user_id, reps[0].user_id, reps[1].user_id];
+    let members: Vec<Uuid> = people.into_iter().filter(|_| dice.roll(2) == 0).collect();
+    let team = teams[dice.roll(2)];
+    let reply = app.put(&format!("/api/v1/teams/{team}/members"), admin, json!({ "user_ids": members })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
 /// A random write to clients or interactions (the activity rollup counts them per user).
@@ -185,8 +201,16 @@ async fn the_rollups_equal_a_recount_after_a_random_mix_of_writes() {
         );
     }
     let (mut projects, mut trash, mut interactions) = (Vec::new(), Vec::new(), Vec::new());
+    let teams = [
+        created(&app, &admin, "/api/v1/teams", json!({"name": "East"})).await,
+        created(&app, &admin, "/api/v1/teams", json!({"name": "West"})).await,
+    ];
 
     for step in 0..240 {
+        if dice.roll(15) == 0 {
+            team_step(&app, &admin, &reps, &teams, &mut dice).await;
+            continue;
+        }
         if dice.roll(5) == 0 {
             activity_step(&app, &admin, &reps, &clients, &mut dice, &mut interactions).await;
             continue;

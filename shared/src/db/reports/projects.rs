@@ -1,9 +1,10 @@
 //! Project figures: by status, revenue by client, performance and the revenue forecast. All-time figures come
 //! from the project rollup (plus its pending deltas); a date range counts the visible live projects in it
-//! directly, by index (a range holds few of a tenant's projects). Revenue by client is per client, which no
-//! rollup narrows, so it is counted directly.
+//! directly, by index (a range holds few of a tenant's projects). All-time revenue by client comes from
+//! `client_revenue`, kept per audience (the tenant, a user, a team).
 
 use super::{DayRange, ReportScope, average, round2};
+use crate::domain::access::Scope;
 use crate::domain::enums::ProjectStatus;
 use crate::error::DomainError;
 use rust_decimal::Decimal;
@@ -101,6 +102,11 @@ pub async fn revenue_by_client(
     range: DayRange,
     limit: i64,
 ) -> Result<RevenueByClientReport, DomainError> {
+    if range.is_all_time()
+        && let Some(audience) = revenue_audience(conn, scope).await?
+    {
+        return kept_revenue_by_client(conn, scope, audience, limit).await;
+    }
     // Totals per client first, names only for the clients that make the page.
     let mut qb = QueryBuilder::<Postgres>::new("WITH per_client AS (");
     qb.push(
@@ -109,7 +115,7 @@ pub async fn revenue_by_client(
          COALESCE(sum(p.value) FILTER (WHERE p.status IN ('active', 'pending')), 0) AS pending_value \
          FROM projects p WHERE p.tenant_id = ",
     );
-    qb.push_bind(scope.tenant).push(" AND p.status <> 'cancelled'");
+    qb.push_bind(scope.tenant).push(" AND p.status <> 'cancelled' AND p.client_id IS NOT NULL");
     scope.push_visible(&mut qb, "p", OWNER);
     range.push_instants(&mut qb, "p.created_at", scope);
     // Names only for the page: the clients at or above the page's last total (ties on it are ordered by name).
@@ -125,6 +131,56 @@ pub async fn revenue_by_client(
     qb.push_bind(scope.tenant).push(" AND c.id = x.client_id");
     qb.push(" WHERE NOT EXISTS (SELECT 1 FROM cutoff) OR x.total_value >= (SELECT total_value FROM cutoff)");
     qb.push(" ORDER BY x.total_value DESC, c.name, x.client_id LIMIT ").push_bind(limit);
+    Ok(RevenueByClientReport { clients: qb.build_query_as().fetch_all(conn).await? })
+}
+
+/// Whose rows of `client_revenue` hold exactly what the viewer sees (see the report speed migration): the
+/// tenant's for an admin, the user's own for sales and readonly (and a report's `user_id`), the team's for a
+/// manager of one team, the manager's own for a manager of none. `None` for a manager of several teams.
+async fn revenue_audience(
+    conn: &mut PgConnection,
+    scope: &ReportScope,
+) -> Result<Option<(i16, Option<Uuid>)>, DomainError> {
+    let user = scope.viewer.user_id.as_uuid();
+    Ok(match scope.viewer.scope {
+        Scope::Tenant => Some((0, None)),
+        Scope::OwnOrAssigned => Some((1, Some(user))),
+        Scope::Teams => {
+            let teams: Vec<Uuid> =
+                sqlx::query_scalar("SELECT team_id FROM user_teams WHERE tenant_id = $1 AND user_id = $2 LIMIT 2")
+                    .bind(scope.tenant)
+                    .bind(user)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            match teams.as_slice() {
+                [] => Some((1, Some(user))),
+                [team] => Some((2, Some(*team))),
+                _ => None,
+            }
+        }
+    })
+}
+
+/// All-time revenue by client from the audience's kept totals: the top of its index, names joined per row.
+async fn kept_revenue_by_client(
+    conn: &mut PgConnection,
+    scope: &ReportScope,
+    (audience, audience_id): (i16, Option<Uuid>),
+    limit: i64,
+) -> Result<RevenueByClientReport, DomainError> {
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "SELECT r.client_id, c.name AS client_name, r.projects::bigint AS total_projects, \
+         round(r.total_value, 2)::float8 AS total_value, round(r.won_value, 2)::float8 AS won_value, \
+         round(r.pending_value, 2)::float8 AS pending_value \
+         FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id \
+         WHERE r.tenant_id = ",
+    );
+    qb.push_bind(scope.tenant).push(" AND r.audience = ").push_bind(audience);
+    match audience_id {
+        Some(id) => qb.push(" AND r.audience_id = ").push_bind(id),
+        None => qb.push(" AND r.audience_id IS NULL"),
+    };
+    qb.push(" AND r.projects > 0 ORDER BY r.total_value DESC, c.name, r.client_id LIMIT ").push_bind(limit);
     Ok(RevenueByClientReport { clients: qb.build_query_as().fetch_all(conn).await? })
 }
 

@@ -22,6 +22,8 @@ pub struct Cast {
     pub sales_west: Session,
     pub readonly: Session,
     pub support: Session,
+    /// The East team's id.
+    pub east: Uuid,
 }
 
 pub async fn cast(app: &TestApp, admin: Session) -> Cast {
@@ -36,6 +38,7 @@ pub async fn cast(app: &TestApp, admin: Session) -> Cast {
         readonly: app.user(&admin, "readonly", &[east]).await,
         support: app.user(&admin, "support", &[]).await,
         admin,
+        east,
     }
 }
 
@@ -522,6 +525,15 @@ async fn every_report_and_dashboard_equals_a_recount_for_each_role_range_and_use
         true,
     )
     .await;
+
+    // A manager of both teams sees their union (all-time revenue by client then adds up the projects).
+    let mut members = World::load(&app.db, cast.admin.tenant_id).await.members_of(cast.east);
+    members.push(cast.manager_west.user_id);
+    let path = format!("/api/v1/teams/{}/members", cast.east);
+    let reply = app.put(&path, &cast.admin, json!({ "user_ids": members })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let world = World::load(&app.db, cast.admin.tenant_id).await;
+    check_every_report(&app, &world, &cast.manager_west, "", Reader::Manager(cast.manager_west.user_id), true).await;
 
     // The dashboard, per role, against the same recount.
     for (session, reader, per_user) in [

@@ -301,6 +301,11 @@ impl World {
         self.leads.iter().filter(|lead| lead.live).count()
     }
 
+    /// The members of `team`, as stored.
+    pub fn members_of(&self, team: Uuid) -> Vec<Uuid> {
+        self.teams.get(&team).cloned().unwrap_or_default()
+    }
+
     /// The manager and everyone who shares a team with them.
     fn team_of(&self, manager: Uuid) -> HashSet<Uuid> {
         let mut people: HashSet<Uuid> = HashSet::from([manager]);
