@@ -18,18 +18,18 @@
 CREATE TABLE client_revenue (
     tenant_id     uuid NOT NULL REFERENCES tenants (id),
     audience      smallint NOT NULL CHECK (audience IN (0, 1, 2)),
-    -- NULL for the tenant, else the user or team.
-    audience_id   uuid,
+    -- The tenant's own id for the tenant (never NULL: an equality on every key column before total_value lets
+    -- the top index hand rows over in report order, which `IS NULL` would not), else the user's or team's.
+    audience_id   uuid NOT NULL,
     client_id     uuid NOT NULL,
     -- Live projects that are not cancelled, and their values: all, completed, active and pending.
     projects      integer NOT NULL,
     total_value   numeric NOT NULL,
     won_value     numeric NOT NULL,
     pending_value numeric NOT NULL,
-    CHECK ((audience = 0) = (audience_id IS NULL))
+    CHECK ((audience = 0) = (audience_id = tenant_id))
 );
-CREATE UNIQUE INDEX client_revenue_key ON client_revenue (tenant_id, audience, audience_id, client_id)
-    NULLS NOT DISTINCT;
+CREATE UNIQUE INDEX client_revenue_key ON client_revenue (tenant_id, audience, audience_id, client_id);
 -- The report's order: the top of an audience's clients by total value, read by index.
 CREATE INDEX client_revenue_top_idx ON client_revenue (tenant_id, audience, audience_id, total_value DESC)
     WHERE projects > 0;
@@ -49,7 +49,7 @@ AS $$
         $sql$
         WITH live AS (SELECT * FROM (%s) p
                       WHERE p.deleted_at IS NULL AND p.status <> 'cancelled' AND p.client_id IS NOT NULL)
-        SELECT l.tenant_id, 0::smallint AS audience, NULL::uuid AS audience_id, l.client_id, l.sign, l.value, l.status
+        SELECT l.tenant_id, 0::smallint AS audience, l.tenant_id AS audience_id, l.client_id, l.sign, l.value, l.status
         FROM live l
         UNION ALL
         SELECT l.tenant_id, 1::smallint, u.user_id, l.client_id, l.sign, l.value, l.status

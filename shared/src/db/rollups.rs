@@ -213,7 +213,7 @@ pub async fn client_revenue_differences_from_recount(
              SELECT * FROM projects \
              WHERE tenant_id = $1 AND deleted_at IS NULL AND status <> 'cancelled' AND client_id IS NOT NULL), \
          seen AS ( \
-             SELECT 0::smallint AS audience, NULL::uuid AS audience_id, l.client_id, l.value, l.status FROM live l \
+             SELECT 0::smallint AS audience, l.tenant_id AS audience_id, l.client_id, l.value, l.status FROM live l \
              UNION ALL \
              SELECT 1, u.id, l.client_id, l.value, l.status FROM live l \
              JOIN users u ON u.tenant_id = l.tenant_id AND (u.id = l.created_by OR u.id = l.assigned_to_user_id) \
@@ -236,7 +236,7 @@ pub async fn client_revenue_differences_from_recount(
              COALESCE(r.client_id, k.client_id), r.projects, r.total_value, r.won_value, r.pending_value, \
              k.projects, k.total_value, k.won_value, k.pending_value) \
          FROM recount r FULL JOIN kept k ON r.audience = k.audience \
-             AND r.audience_id IS NOT DISTINCT FROM k.audience_id AND r.client_id = k.client_id \
+             AND r.audience_id = k.audience_id AND r.client_id = k.client_id \
          WHERE r.projects IS DISTINCT FROM k.projects OR r.total_value IS DISTINCT FROM k.total_value \
              OR r.won_value IS DISTINCT FROM k.won_value OR r.pending_value IS DISTINCT FROM k.pending_value \
          ORDER BY 1 LIMIT 50",

@@ -137,14 +137,11 @@ pub async fn revenue_by_client(
 /// Whose rows of `client_revenue` hold exactly what the viewer sees (see the report speed migration): the
 /// tenant's for an admin, the user's own for sales and readonly (and a report's `user_id`), the team's for a
 /// manager of one team, the manager's own for a manager of none. `None` for a manager of several teams.
-async fn revenue_audience(
-    conn: &mut PgConnection,
-    scope: &ReportScope,
-) -> Result<Option<(i16, Option<Uuid>)>, DomainError> {
+async fn revenue_audience(conn: &mut PgConnection, scope: &ReportScope) -> Result<Option<(i16, Uuid)>, DomainError> {
     let user = scope.viewer.user_id.as_uuid();
     Ok(match scope.viewer.scope {
-        Scope::Tenant => Some((0, None)),
-        Scope::OwnOrAssigned => Some((1, Some(user))),
+        Scope::Tenant => Some((0, scope.tenant.as_uuid())),
+        Scope::OwnOrAssigned => Some((1, user)),
         Scope::Teams => {
             let teams: Vec<Uuid> =
                 sqlx::query_scalar("SELECT team_id FROM user_teams WHERE tenant_id = $1 AND user_id = $2 LIMIT 2")
@@ -153,8 +150,8 @@ async fn revenue_audience(
                     .fetch_all(&mut *conn)
                     .await?;
             match teams.as_slice() {
-                [] => Some((1, Some(user))),
-                [team] => Some((2, Some(*team))),
+                [] => Some((1, user)),
+                [team] => Some((2, *team)),
                 _ => None,
             }
         }
@@ -165,22 +162,26 @@ async fn revenue_audience(
 async fn kept_revenue_by_client(
     conn: &mut PgConnection,
     scope: &ReportScope,
-    (audience, audience_id): (i16, Option<Uuid>),
+    (audience, audience_id): (i16, Uuid),
     limit: i64,
 ) -> Result<RevenueByClientReport, DomainError> {
+    // The page's rows are those at or above its last total (ties on it ordered by name): that total is read
+    // off the top index first, so neither step sorts the audience's clients.
+    let push_audience = |qb: &mut QueryBuilder<Postgres>| {
+        qb.push("r.tenant_id = ").push_bind(scope.tenant).push(" AND r.audience = ").push_bind(audience);
+        qb.push(" AND r.audience_id = ").push_bind(audience_id).push(" AND r.projects > 0");
+    };
     let mut qb = QueryBuilder::<Postgres>::new(
         "SELECT r.client_id, c.name AS client_name, r.projects::bigint AS total_projects, \
          round(r.total_value, 2)::float8 AS total_value, round(r.won_value, 2)::float8 AS won_value, \
          round(r.pending_value, 2)::float8 AS pending_value \
-         FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id \
-         WHERE r.tenant_id = ",
+         FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id WHERE ",
     );
-    qb.push_bind(scope.tenant).push(" AND r.audience = ").push_bind(audience);
-    match audience_id {
-        Some(id) => qb.push(" AND r.audience_id = ").push_bind(id),
-        None => qb.push(" AND r.audience_id IS NULL"),
-    };
-    qb.push(" AND r.projects > 0 ORDER BY r.total_value DESC, c.name, r.client_id LIMIT ").push_bind(limit);
+    push_audience(&mut qb);
+    qb.push(" AND r.total_value >= COALESCE((SELECT r.total_value FROM client_revenue r WHERE ");
+    push_audience(&mut qb);
+    qb.push(" ORDER BY r.total_value DESC OFFSET ").push_bind(limit - 1);
+    qb.push(" LIMIT 1), '-Infinity') ORDER BY r.total_value DESC, c.name, r.client_id LIMIT ").push_bind(limit);
     Ok(RevenueByClientReport { clients: qb.build_query_as().fetch_all(conn).await? })
 }
 
