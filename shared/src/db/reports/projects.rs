@@ -165,23 +165,19 @@ async fn kept_revenue_by_client(
     (audience, audience_id): (i16, Uuid),
     limit: i64,
 ) -> Result<RevenueByClientReport, DomainError> {
-    // The page's rows are those at or above its last total (ties on it ordered by name): that total is read
-    // off the top index first, so neither step sorts the audience's clients.
-    let push_audience = |qb: &mut QueryBuilder<Postgres>| {
-        qb.push("r.tenant_id = ").push_bind(scope.tenant).push(" AND r.audience = ").push_bind(audience);
-        qb.push(" AND r.audience_id = ").push_bind(audience_id).push(" AND r.projects > 0");
-    };
+    // An equality on every key column before total_value: the top index hands rows over in report order, and
+    // the sort only orders ties by name. (No filter on total_value: under row-level security numeric's `>=`,
+    // not leakproof, runs after the policy as a filter over every row instead of bounding the index scan.)
     let mut qb = QueryBuilder::<Postgres>::new(
         "SELECT r.client_id, c.name AS client_name, r.projects::bigint AS total_projects, \
          round(r.total_value, 2)::float8 AS total_value, round(r.won_value, 2)::float8 AS won_value, \
          round(r.pending_value, 2)::float8 AS pending_value \
-         FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id WHERE ",
+         FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id \
+         WHERE r.tenant_id = ",
     );
-    push_audience(&mut qb);
-    qb.push(" AND r.total_value >= COALESCE((SELECT r.total_value FROM client_revenue r WHERE ");
-    push_audience(&mut qb);
-    qb.push(" ORDER BY r.total_value DESC OFFSET ").push_bind(limit - 1);
-    qb.push(" LIMIT 1), '-Infinity') ORDER BY r.total_value DESC, c.name, r.client_id LIMIT ").push_bind(limit);
+    qb.push_bind(scope.tenant).push(" AND r.audience = ").push_bind(audience);
+    qb.push(" AND r.audience_id = ").push_bind(audience_id);
+    qb.push(" AND r.projects > 0 ORDER BY r.total_value DESC, c.name, r.client_id LIMIT ").push_bind(limit);
     Ok(RevenueByClientReport { clients: qb.build_query_as().fetch_all(conn).await? })
 }
 
