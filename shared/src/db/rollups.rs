@@ -228,9 +228,9 @@ pub async fn client_revenue_differences_from_recount(
                  COALESCE(sum(value) FILTER (WHERE status IN ('active', 'pending')), 0) AS pending_value \
              FROM seen GROUP BY 1, 2, 3), \
          kept AS ( \
-             SELECT audience, audience_id, client_id, projects, total_value, won_value, pending_value \
-             FROM client_revenue WHERE tenant_id = $1 \
-                 AND (projects <> 0 OR total_value <> 0 OR won_value <> 0 OR pending_value <> 0)) \
+             SELECT audience, audience_id, client_id, projects, total_value, won_value, \
+                 total_value - won_value AS pending_value \
+             FROM client_revenue WHERE tenant_id = $1 AND (projects <> 0 OR total_value <> 0 OR won_value <> 0)) \
          SELECT format('audience %s %s client %s: recount %s/%s/%s/%s, kept %s/%s/%s/%s', \
              COALESCE(r.audience, k.audience), COALESCE(r.audience_id, k.audience_id), \
              COALESCE(r.client_id, k.client_id), r.projects, r.total_value, r.won_value, r.pending_value, \

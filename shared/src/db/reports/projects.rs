@@ -171,7 +171,7 @@ async fn kept_revenue_by_client(
     let mut qb = QueryBuilder::<Postgres>::new(
         "SELECT r.client_id, c.name AS client_name, r.projects::bigint AS total_projects, \
          round(r.total_value, 2)::float8 AS total_value, round(r.won_value, 2)::float8 AS won_value, \
-         round(r.pending_value, 2)::float8 AS pending_value \
+         round(r.total_value - r.won_value, 2)::float8 AS pending_value \
          FROM client_revenue r JOIN clients c ON c.tenant_id = r.tenant_id AND c.id = r.client_id \
          WHERE r.tenant_id = ",
     );

@@ -44,7 +44,7 @@ fn cost(slices: &[Slice]) -> i64 {
         .map(|slice| match slice.grain {
             DAY => days(slice.from, slice.until),
             WEEK => days(slice.from, slice.until).div_euclid(7).max(1) * WEEK_COST,
-            MONTH => MONTH_COST,
+            // A month, or all time (read only for ranges open at their start).
             _ => MONTH_COST,
         })
         .sum()
@@ -53,6 +53,12 @@ fn cost(slices: &[Slice]) -> i64 {
 /// The cheaper of two coverings.
 fn cheaper(a: Vec<Slice>, b: Vec<Slice>) -> Vec<Slice> {
     if cost(&a) <= cost(&b) { a } else { b }
+}
+
+/// At a month the range only partly covers: whether reading the part `inside` the range costs no more than the
+/// whole month minus the part `outside` it.
+fn inside_is_cheaper(inside: &[Slice], outside: &[Slice]) -> bool {
+    cost(inside) <= MONTH_COST + cost(outside)
 }
 
 /// Slices covering the days `[from, until)` within a month or two: whole weeks, and at each end the days
@@ -127,15 +133,19 @@ pub fn slices(range: DayRange) -> Vec<Slice> {
 /// Slices covering the days `[from, until)` (`until` open: every day from `from` on), each with `sign`.
 fn cover(from: NaiveDate, until: Option<NaiveDate>, sign: i32) -> Vec<Slice> {
     let month = |from, until| Slice { grain: MONTH, from, until, sign };
-    let with = |first: Slice, rest: Vec<Slice>| std::iter::once(first).chain(rest).collect::<Vec<_>>();
     if let Some(until) = until
         && month_start(from) == month_start(until.pred_opt().unwrap_or(until))
     {
         // Within one month: its days, or the month without the days around them.
         let (first, after) = (month_start(from), next_month(from));
+        let inside = weeks_and_days(from, until, sign);
         let mut outside = weeks_and_days(first, from, -sign);
         outside.extend(weeks_and_days(until, after, -sign));
-        return cheaper(weeks_and_days(from, until, sign), with(month(first, after), outside));
+        if inside_is_cheaper(&inside, &outside) {
+            return inside;
+        }
+        outside.push(month(first, after));
+        return outside;
     }
     let mut out = Vec::new();
     // The first month: its days from `from`, or the whole month without the days before `from`.
@@ -143,12 +153,13 @@ fn cover(from: NaiveDate, until: Option<NaiveDate>, sign: i32) -> Vec<Slice> {
         from
     } else {
         let inside = weeks_and_days(from, next_month(from), sign);
-        let outside = with(month(month_start(from), next_month(from)), weeks_and_days(month_start(from), from, -sign));
-        if cost(&inside) <= cost(&outside) {
+        let outside = weeks_and_days(month_start(from), from, -sign);
+        if inside_is_cheaper(&inside, &outside) {
             out.extend(inside);
             next_month(from)
         } else {
-            out.extend(outside.into_iter().skip(1));
+            // The whole month joins the months in the middle.
+            out.extend(outside);
             month_start(from)
         }
     };
@@ -161,13 +172,12 @@ fn cover(from: NaiveDate, until: Option<NaiveDate>, sign: i32) -> Vec<Slice> {
         until
     } else {
         let inside = weeks_and_days(month_start(until), until, sign);
-        let outside =
-            with(month(month_start(until), next_month(until)), weeks_and_days(until, next_month(until), -sign));
-        if cost(&inside) <= cost(&outside) {
+        let outside = weeks_and_days(until, next_month(until), -sign);
+        if inside_is_cheaper(&inside, &outside) {
             out.extend(inside);
             month_start(until)
         } else {
-            out.extend(outside.into_iter().skip(1));
+            out.extend(outside);
             next_month(until)
         }
     };
