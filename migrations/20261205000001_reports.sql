@@ -5,9 +5,8 @@
 -- everything a report groups or scopes by: the creator and assignee (the visibility predicate's two columns,
 -- named as on `leads`, so the lists' own predicate applies unchanged), status and source; per bucket of
 -- `created_at` in the tenant's time zone at three grains:
---   grain 0: all time (one bucket), grain 1: calendar months, grain 2: days, grain 3: weeks (from Monday).
--- A date range reads whole months in its middle and weeks and days at its ends (signed: a bucket may be
--- counted and the days outside the range taken away); no range reads grain 0.
+--   grain 0: all time (one bucket), grain 1: calendar months, grain 2: days.
+-- A date range reads whole months in its middle and days at its ends; no range reads grain 0.
 --
 -- Writers never touch `lead_rollup` itself: a statement-level trigger on `leads` appends the statement's net
 -- change to `lead_rollup_deltas` (append-only, so concurrent imports and edits never wait on, or deadlock
@@ -16,7 +15,7 @@
 
 CREATE TABLE lead_rollup (
     tenant_id           uuid NOT NULL REFERENCES tenants (id),
-    grain               smallint NOT NULL CHECK (grain IN (0, 1, 2, 3)),
+    grain               smallint NOT NULL CHECK (grain IN (0, 1, 2)),
     bucket              date NOT NULL,
     created_by          uuid,
     assigned_to_user_id uuid,
@@ -79,8 +78,7 @@ BEGIN
         CROSS JOIN LATERAL (SELECT (c.created_at AT TIME ZONE t.time_zone)::date AS day) d
         CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
                                    (1::smallint, date_trunc('month', d.day)::date),
-                                   (2::smallint, d.day),
-                                   (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket)
+                                   (2::smallint, d.day)) b (grain, bucket)
         WHERE c.deleted_at IS NULL
         GROUP BY 1, 2, 3, 4, 5, 6, 7
         HAVING sum(c.sign) <> 0 OR sum(c.sign * (c.converted_at IS NOT NULL)::int) <> 0
@@ -107,8 +105,7 @@ JOIN tenants t ON t.id = l.tenant_id
 CROSS JOIN LATERAL (SELECT (l.created_at AT TIME ZONE t.time_zone)::date AS day) d
 CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
                            (1::smallint, date_trunc('month', d.day)::date),
-                           (2::smallint, d.day),
-                                   (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket)
+                           (2::smallint, d.day)) b (grain, bucket)
 WHERE l.deleted_at IS NULL
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
 
@@ -199,7 +196,7 @@ GROUP BY 1, 2, 3, 4, 5;
 CREATE TABLE activity_rollup (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
     metric    smallint NOT NULL,
-    grain     smallint NOT NULL CHECK (grain IN (0, 1, 2, 3)),
+    grain     smallint NOT NULL CHECK (grain IN (0, 1, 2)),
     bucket    date NOT NULL,
     user_id   uuid NOT NULL,
     records   integer NOT NULL
@@ -237,8 +234,7 @@ BEGIN
         CROSS JOIN LATERAL (SELECT (c.%I AT TIME ZONE t.time_zone)::date AS day) d
         CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
                                    (1::smallint, date_trunc('month', d.day)::date),
-                                   (2::smallint, d.day),
-                                   (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket)
+                                   (2::smallint, d.day)) b (grain, bucket)
         WHERE c.deleted_at IS NULL AND c.%I IS NOT NULL
         GROUP BY 1, 2, 3, 4, 5
         HAVING sum(c.sign) <> 0
@@ -283,8 +279,7 @@ JOIN tenants t ON t.id = x.tenant_id
 CROSS JOIN LATERAL (SELECT (x.dated AT TIME ZONE t.time_zone)::date AS day) d
 CROSS JOIN LATERAL (VALUES (0::smallint, DATE '0001-01-01'),
                            (1::smallint, date_trunc('month', d.day)::date),
-                           (2::smallint, d.day),
-                                   (3::smallint, date_trunc('week', d.day)::date)) b (grain, bucket)
+                           (2::smallint, d.day)) b (grain, bucket)
 WHERE x.user_id IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5;
 
