@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod http_metrics;
 pub mod login_throttle;
+pub mod notify;
 pub mod openapi;
 pub mod request_limits;
 pub mod routes;
@@ -45,6 +46,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crm_shared::email::set_public_url(&settings.public_url);
         let db = crm_shared::db::pool(&settings)?;
         let redis = crm_shared::redis_conn::connect_lazy(&settings)?;
         let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
@@ -109,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::export_templates::router())
         .merge(routes::reports::router())
         .merge(routes::dashboard::router())
+        .merge(routes::schedules::router())
+        .merge(routes::emails::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

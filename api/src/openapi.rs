@@ -4,8 +4,8 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    auth, dashboard, export_download, export_templates, exports, health, import_errors, imports, jobs, record_kinds,
-    reports, teams, ticket_replies, users,
+    auth, dashboard, emails, export_download, export_templates, exports, health, import_errors, imports, jobs,
+    record_kinds, reports, schedules, teams, ticket_replies, users,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -49,6 +49,9 @@ use utoipa::{Modify, OpenApi};
         reports::pipeline, reports::lead_source, reports::conversion_rate, reports::revenue_by_client,
         reports::user_activity, reports::follow_ups, reports::client_retention, reports::project_performance,
         reports::upcoming_tasks, reports::revenue_forecast, dashboard::metrics,
+        schedules::create_schedule, schedules::list_schedules, schedules::get_schedule, schedules::update_schedule,
+        schedules::delete_schedule, schedules::run_schedule, schedules::list_runs,
+        emails::list_emails, emails::list_system_schedules, emails::run_system_schedule,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),
@@ -76,6 +79,17 @@ use utoipa::{Modify, OpenApi};
             history, progress, cancel, download with a token or a signed link that expires. Admins, managers, sales \
             and support export what they may read; readonly may not. Admins see the tenant's exports, everyone else \
             their own."),
+        (name = "schedules", description = "Cron schedules (admins: the tenant's; managers: their own) that email a \
+            report or an export to users of the tenant, each computed with the recipient's own visibility, attached up \
+            to 10 MiB (an export past that is linked). Each (schedule, time) fires exactly once however many schedulers \
+            run; times missed while none ran fire once, for the latest (`trigger` and `skipped_reason`: `catch_up`). \
+            With `send_if_data`, recipients with nothing to report get nothing (the run says `no_data`); deactivated \
+            recipients are skipped."),
+        (name = "emails", description = "The outbox and the built-in schedules (admins). Emails go out from the \
+            `emails` queue over SMTP_URL (held without it, sent once a worker has it), retried with back-off while SMTP \
+            is down and then `failed`; one email per event, its Message-ID its id. Notifications: an import's end (to \
+            who started it), an export ready (its download link), a ticket created or assigned (to the assignee), a \
+            reply (to the ticket's creator and assignee, not its author)."),
         (name = "reports", description = "The ten reports, each `{\"data\": ...}` from one snapshot over exactly \
             the records the caller's lists show (soft-deleted never count). Admins report on the tenant, managers on \
             their teams, sales and readonly on their own records; support gets 403. `start_date` and `end_date` \

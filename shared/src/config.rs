@@ -59,6 +59,12 @@ pub struct Settings {
     pub http_body_idle_timeout: Duration,
     /// How long a dashboard answer is cached in Redis (`DASHBOARD_CACHE_SECONDS`; 0 turns the cache off).
     pub dashboard_cache_ttl: Duration,
+    /// Where users reach the API, for links in emails (`PUBLIC_URL`, default `http://` + `API_ADDR`).
+    pub public_url: String,
+    /// Closed tickets are deleted this many days after closing (`TICKET_RETENTION_DAYS`, default 90).
+    pub ticket_retention_days: i32,
+    /// Finished jobs are deleted this many days after they ended (`JOB_RETENTION_DAYS`, default 30).
+    pub job_retention_days: i32,
 }
 
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -132,7 +138,17 @@ impl Settings {
         }
 
         let database_max_connections = positive("DATABASE_MAX_CONNECTIONS", 20)?;
+        let public_url = get("PUBLIC_URL").unwrap_or_else(|| format!("http://{api_addr}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(invalid("PUBLIC_URL", format!("must be an http:// or https:// URL, got {public_url:?}")));
+        }
+        let days = |name: &'static str, default: u64| -> Result<i32, ConfigError> {
+            i32::try_from(positive(name, default)?).map_err(|_| invalid(name, "is too large".into()))
+        };
         Ok(Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            ticket_retention_days: days("TICKET_RETENTION_DAYS", 90)?,
+            job_retention_days: days("JOB_RETENTION_DAYS", 30)?,
             database_url: database_url.into(),
             redis_url: redis_url.into(),
             redis_prefix,

@@ -12,11 +12,20 @@ pub enum JobKind {
     Rollup,
     /// A no-op, or a few checkpointed steps: checks the pipeline end to end (operators, tests, benchmarks).
     Probe,
+    /// A built-in schedule run now for one tenant (`POST /api/v1/admin/system-schedules/{name}/run`).
+    Maintenance,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] =
-        [JobKind::Import, JobKind::Export, JobKind::Report, JobKind::Email, JobKind::Rollup, JobKind::Probe];
+    pub const ALL: [JobKind; 7] = [
+        JobKind::Import,
+        JobKind::Export,
+        JobKind::Report,
+        JobKind::Email,
+        JobKind::Rollup,
+        JobKind::Probe,
+        JobKind::Maintenance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,6 +35,7 @@ impl JobKind {
             JobKind::Email => "email",
             JobKind::Rollup => "rollup",
             JobKind::Probe => "probe",
+            JobKind::Maintenance => "maintenance",
         }
     }
 
@@ -144,7 +154,7 @@ impl Queue {
             JobKind::Export => Queue::Exports,
             JobKind::Report | JobKind::Rollup => Queue::Reports,
             JobKind::Email => Queue::Emails,
-            JobKind::Probe => Queue::System,
+            JobKind::Probe | JobKind::Maintenance => Queue::System,
         }
     }
 }

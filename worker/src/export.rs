@@ -10,6 +10,7 @@
 //!    export. Until that commit nothing can download it; a worker killed at any point leaves at most an
 //!    unnamed file, and the next attempt starts from the first row.
 
+use crate::notify;
 use crate::runtime::{JobContext, JobError};
 use crm_shared::db::exports::{self as repo, ExportRow, FinishedFile};
 use crm_shared::db::records::{self, ListQuery, Viewer};
@@ -76,20 +77,26 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
     let stored = context.runtime.storage.store_file(&key, &local).await;
     let _ = std::fs::remove_file(&local);
     let file_size = stored?;
+    let expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(context.runtime.export_ttl).unwrap_or(chrono::Duration::days(7));
+    let file_size = i64::try_from(file_size).unwrap_or(i64::MAX);
     let mut tx = context.begin().await?;
-    repo::complete(
-        &mut tx,
-        tenant,
-        export.id,
-        FinishedFile {
-            storage_key: &key,
-            row_count,
-            file_size: i64::try_from(file_size).unwrap_or(i64::MAX),
-            expires_at: chrono::Utc::now()
-                + chrono::Duration::from_std(context.runtime.export_ttl).unwrap_or(chrono::Duration::days(7)),
-        },
-    )
-    .await?;
+    repo::complete(&mut tx, tenant, export.id, FinishedFile { storage_key: &key, row_count, file_size, expires_at })
+        .await?;
+    // The email commits with the export's end: it exists exactly when the file can be downloaded.
+    let scheduled = repo::schedule_run_of(&mut tx, tenant, export.id)
+        .await?
+        .map(|(run_id, name, send_if_data)| notify::ScheduledExport { run_id, name, send_if_data });
+    let link = crm_shared::signed_links::export_download_path(&context.runtime.jwt_secret, export.id, expires_at)
+        .unwrap_or_default();
+    let mail = notify::ExportMail {
+        download_url: format!("{}{link}", context.runtime.public_url),
+        storage_key: &key,
+        file_size,
+        row_count,
+        expires_at,
+    };
+    notify::export_ready(&mut tx, tenant, &export, &mail, scheduled.as_ref()).await?;
     if let Err(error) = context.commit(tx, Some((row_count, Some(row_count)))).await {
         // Another run owns the export now; this file is nobody's.
         let _ = context.runtime.storage.delete(&key).await;

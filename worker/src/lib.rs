@@ -3,12 +3,15 @@
 //! (Redis kept in step with Postgres), the job heartbeats and the process's own heartbeat.
 
 pub mod dispatcher;
+pub mod email;
 pub mod export;
-pub mod file_expiry;
 pub mod import;
 pub mod ledger;
+pub mod maintenance;
+pub mod notify;
 pub mod probe;
 pub mod runtime;
+pub mod schedule_run;
 
 use apalis::prelude::*;
 use crm_shared::config::Settings;
@@ -34,6 +37,9 @@ pub const JOB_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often an idle worker asks Redis for work (apalis' default is its 30 s heartbeat).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a worker that can send looks for emails held while none could.
+pub const HELD_EMAIL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A name unique per host, process and start, as apalis-redis requires (a reused name is refused for the
 /// orphan window and stops orphan recovery).
@@ -61,9 +67,10 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     let queue_names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     let storage = crm_shared::storage::Storage::from_url(&settings.storage_url)
         .map_err(|problem| anyhow::anyhow!("STORAGE_URL: {problem}"))?;
+    let settings = Arc::new(settings);
     let runtime = Arc::new(
         JobRuntime::new(pool.clone(), name.clone(), settings.fault_injection, storage.clone())
-            .with_export_ttl(settings.export_ttl)
+            .with_settings(settings.clone())?
             .with_dashboard_cache(crm_shared::dashboard_cache::DashboardCache::new(
                 redis.clone(),
                 &settings.redis_prefix,
@@ -83,7 +90,9 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
     background.spawn(dispatcher.run_maintenance(options.queues.clone(), stop_background.clone()));
     background.spawn(job_heartbeats(runtime.clone(), stop_background.clone()));
     background.spawn(fold_lead_rollup(pool.clone(), stop_background.clone()));
-    background.spawn(file_expiry::sweep(pool.clone(), storage, settings.import_file_ttl, stop_background.clone()));
+    if runtime.mailer.can_send() {
+        background.spawn(email::release_held(pool.clone(), HELD_EMAIL_INTERVAL, stop_background.clone()));
+    }
     background.spawn(process_heartbeat(
         redis.clone(),
         settings.redis_prefix.clone(),

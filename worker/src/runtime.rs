@@ -3,7 +3,7 @@
 //! duplicated or stale delivery finds nothing to claim and does nothing.
 
 use crate::ledger::Ledger;
-use crate::{export, import, probe};
+use crate::{email, export, import, maintenance, probe, schedule_run};
 use apalis::prelude::{BoxDynError, Data};
 use crm_shared::db::jobs::{self, JobLease, JobRow, Outcome};
 use crm_shared::db::{self as db, Tx};
@@ -72,6 +72,14 @@ pub struct JobRuntime {
     pub import_slots: tokio::sync::Semaphore,
     /// How long an export's file can be downloaded (`EXPORT_TTL_HOURS`).
     pub export_ttl: std::time::Duration,
+    /// Where links in emails point (`PUBLIC_URL`).
+    pub public_url: String,
+    /// Signs export download links in emails (the API checks them with the same secret).
+    pub jwt_secret: String,
+    /// Sends the `emails` queue; without `SMTP_URL` it holds them.
+    pub mailer: email::Mailer,
+    /// The settings the built-in schedules read (retention days, file lifetimes).
+    pub settings: Option<Arc<crm_shared::config::Settings>>,
     /// Cached dashboards, dropped after each import batch that wrote records.
     dashboard_cache: Option<crm_shared::dashboard_cache::DashboardCache>,
     /// Claims and ends, written to Postgres in batches.
@@ -166,6 +174,10 @@ impl JobRuntime {
             storage,
             import_slots: tokio::sync::Semaphore::new(IMPORTS_AT_ONCE),
             export_ttl: std::time::Duration::from_secs(168 * 3600),
+            public_url: "http://127.0.0.1:8080".into(),
+            jwt_secret: String::new(),
+            mailer: email::Mailer::unconfigured(),
+            settings: None,
             dashboard_cache: None,
             ledger,
             running: Mutex::new(HashMap::new()),
@@ -182,6 +194,17 @@ impl JobRuntime {
         if let Some(cache) = &self.dashboard_cache {
             cache.invalidate(tenant).await;
         }
+    }
+
+    /// Takes what emails and built-in schedules need from the settings: links, their signing key, SMTP.
+    pub fn with_settings(mut self, settings: Arc<crm_shared::config::Settings>) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        self.public_url = settings.public_url.clone();
+        self.jwt_secret = settings.jwt_secret.expose_secret().to_owned();
+        self.mailer = email::Mailer::from_settings(&settings)?;
+        self.export_ttl = settings.export_ttl;
+        self.settings = Some(settings);
+        Ok(self)
     }
 
     pub fn with_export_ttl(mut self, ttl: std::time::Duration) -> Self {
@@ -246,6 +269,9 @@ impl JobRuntime {
             Some(JobKind::Probe) => probe::run(&context).await,
             Some(JobKind::Import) => import::run(&context).await,
             Some(JobKind::Export) => export::run(&context).await,
+            Some(JobKind::Report) => schedule_run::run(&context).await,
+            Some(JobKind::Email) => email::run(&context).await,
+            Some(JobKind::Maintenance) => maintenance::run(&context).await,
             other => Err(JobError::Permanent(format!("this worker cannot run {other:?} jobs yet"))),
         };
         if let Ok(mut running) = self.running.lock()

@@ -412,7 +412,7 @@ pub(super) async fn start_export(
 }
 
 /// A name safe in any file system and header: letters, digits, `-`, `_` and `.`; the format's extension.
-fn download_name(requested: Option<&str>, entity: Entity, format: ExportFormat) -> String {
+pub(super) fn download_name(requested: Option<&str>, entity: Entity, format: ExportFormat) -> String {
     let base: String = requested
         .unwrap_or_default()
         .chars()

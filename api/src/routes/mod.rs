@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod dashboard;
+pub mod emails;
 pub mod export_download;
 pub mod export_templates;
 pub mod exports;
@@ -13,6 +14,7 @@ pub mod jobs;
 pub mod record_kinds;
 pub mod records;
 pub mod reports;
+pub mod schedules;
 pub mod teams;
 pub mod ticket_replies;
 pub mod users;

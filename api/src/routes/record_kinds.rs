@@ -427,7 +427,12 @@ impl RecordResource for Tickets {
         body: TicketCreate,
         locale: &'a TenantLocale,
     ) -> BoxFuture<'a, Result<TicketRow, ApiError>> {
-        async move { Ok(tickets::insert(conn, tenant, user, body.validate(locale)?).await?) }.boxed()
+        async move {
+            let row = tickets::insert(&mut *conn, tenant, user, body.validate(locale)?).await?;
+            crate::notify::ticket_saved(conn, tenant, user, row.id, None, row.updated_at).await?;
+            Ok(row)
+        }
+        .boxed()
     }
 
     fn update<'a>(
@@ -438,7 +443,15 @@ impl RecordResource for Tickets {
         body: TicketUpdate,
         locale: &'a TenantLocale,
     ) -> BoxFuture<'a, Result<Option<TicketRow>, ApiError>> {
-        async move { Ok(tickets::update(conn, tenant, &viewer, id, body.validate(locale)?).await?) }.boxed()
+        async move {
+            let before = tickets::people(&mut *conn, tenant, id).await?.map(|ticket| ticket.assigned_to_user_id);
+            let row = tickets::update(&mut *conn, tenant, &viewer, id, body.validate(locale)?).await?;
+            if let (Some(row), Some(before)) = (&row, before) {
+                crate::notify::ticket_saved(conn, tenant, viewer.user_id, row.id, Some(before), row.updated_at).await?;
+            }
+            Ok(row)
+        }
+        .boxed()
     }
 }
 

@@ -74,6 +74,8 @@ pub async fn add_reply(
     visible_ticket(&mut tx, &auth, id, Action::Write).await?;
     let body = body.validate()?;
     let reply = tickets::add_reply(&mut tx, auth.tenant_id, id, auth.user_id, body).await?;
+    let author = crm_shared::db::users::get(&mut tx, auth.tenant_id, auth.user_id).await?.map(|user| user.email);
+    crate::notify::ticket_replied(&mut tx, auth.tenant_id, &reply, author.as_deref().unwrap_or("someone")).await?;
     tx.commit().await?;
     state.dashboards_changed(auth.tenant_id).await;
     Ok((StatusCode::CREATED, Json(Data { data: reply })))

@@ -304,3 +304,54 @@ pub fn decode_row(row: &PgRow, columns: &[&ExportColumn]) -> Result<Vec<Cell>, D
     }
     Ok(cells)
 }
+
+/// Marks an export as made for a schedule run (its end emails the recipient instead of the usual notice).
+pub async fn link_schedule_run(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    export_id: Uuid,
+    run_id: Uuid,
+) -> Result<(), DomainError> {
+    sqlx::query("UPDATE exports SET schedule_run_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(export_id)
+        .bind(run_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The schedule run an export was made for: the run's id, the schedule's name and its `send_if_data`.
+pub async fn schedule_run_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    export_id: Uuid,
+) -> Result<Option<(Uuid, String, bool)>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, s.name, s.send_if_data FROM exports e \
+         JOIN schedule_runs r ON r.tenant_id = e.tenant_id AND r.id = e.schedule_run_id \
+         JOIN schedules s ON s.tenant_id = r.tenant_id AND s.id = r.schedule_id \
+         WHERE e.tenant_id = $1 AND e.id = $2",
+    )
+    .bind(tenant)
+    .bind(export_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Whether a schedule run already made its export for `recipient` (a retried run makes none twice).
+pub async fn exists_for_run(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    run_id: Uuid,
+    recipient: UserId,
+) -> Result<bool, DomainError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM exports WHERE tenant_id = $1 AND schedule_run_id = $2 AND created_by = $3)",
+    )
+    .bind(tenant)
+    .bind(run_id)
+    .bind(recipient)
+    .fetch_one(conn)
+    .await?)
+}

@@ -6,15 +6,18 @@
 //! its filter.
 
 pub mod audit;
+pub mod emails;
 pub mod export_templates;
 pub mod exports;
 pub mod import_lookups;
 pub mod import_writes;
 pub mod imports;
 pub mod jobs;
+pub mod maintenance;
 pub mod records;
 pub mod reports;
 pub mod rollups;
+pub mod schedules;
 pub mod teams;
 pub mod tenants;
 pub mod users;

@@ -114,7 +114,12 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
                 }
                 _ => repo::mark_cancelled(&mut tx, tenant, import.id).await?,
             }
-            let view = if ended.is_ok() { repo::get(&mut tx, tenant, import.id).await? } else { None };
+            let ended_view = repo::get(&mut tx, tenant, import.id).await?;
+            if let Some(view) = &ended_view {
+                // In the import's own closing transaction: the email exists exactly when the end does.
+                crate::notify::import_ended(&mut tx, tenant, view, &context.runtime.public_url).await?;
+            }
+            let view = if ended.is_ok() { ended_view } else { None };
             context.commit(tx, None).await?;
             view
         }

@@ -168,3 +168,25 @@ pub async fn count_replies(conn: &mut PgConnection, tenant: TenantId, ticket: Uu
         .fetch_one(conn)
         .await?)
 }
+
+/// A ticket's subject, priority, category, creator and assignee as they are now (for its notifications).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketPeople {
+    pub subject: String,
+    pub priority: String,
+    pub category: String,
+    pub description: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub assigned_to_user_id: Option<Uuid>,
+}
+
+pub async fn people(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<TicketPeople>, DomainError> {
+    Ok(sqlx::query_as(
+        "SELECT subject, priority, category, description, created_by, assigned_to_user_id FROM tickets \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
