@@ -207,6 +207,11 @@ pub fn to_table(report: &Value) -> ReportTable {
                     for item in items {
                         let mut flat = Vec::new();
                         flatten("", item, &mut flat);
+                        // What a row is about (a status, a name) before its figures; JSON objects come in
+                        // alphabetical order, which would put `count` before `status`.
+                        flat.sort_by_key(|(name, _)| {
+                            !item.pointer(&format!("/{}", name.replace('.', "/"))).is_some_and(Value::is_string)
+                        });
                         records.push((key.clone(), flat));
                     }
                 }
@@ -255,20 +260,24 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Whether a report has anything to say: some count or amount that is not zero, or some listed record.
-/// (`send_if_data`: a pipeline of zeros is no data.)
+/// Whether a report has anything to say (`send_if_data`): some count or amount that is not zero, or a listed
+/// record (an overdue follow-up, a client: something with its own id). Fixed categories with zero figures (a
+/// pipeline's statuses, a user's empty activity row) are no data.
 pub fn has_data(report: &Value) -> bool {
-    fn any(value: &Value, inside_list: bool) -> bool {
+    fn any(value: &Value) -> bool {
         match value {
             Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
-            Value::Object(fields) => fields.values().any(|value| any(value, inside_list)),
-            // A listed record (an overdue follow-up, a client) is data even when its figures are zero.
-            Value::Array(items) => items.iter().any(|item| !matches!(item, Value::Object(_)) || any(item, true)),
-            Value::String(_) => inside_list,
+            Value::Object(fields) => {
+                fields.iter().any(|(key, value)| names_a_record(key) && value.is_string()) || fields.values().any(any)
+            }
+            Value::Array(items) => items.iter().any(any),
             _ => false,
         }
     }
-    any(report, false)
+    fn names_a_record(key: &str) -> bool {
+        (key == "id" || key.ends_with("_id")) && key != "user_id"
+    }
+    any(report)
 }
 
 #[cfg(test)]
@@ -321,6 +330,7 @@ mod tests {
         assert_eq!(table.rows[2][3], Cell::Text("10.5".into()));
         assert!(has_data(&report));
         assert!(!has_data(&json!({"leads": [{"status": "new", "count": 0}], "total": 0})));
-        assert!(has_data(&json!({"overdue": [{"client_name": "Acme", "days": 0}]})));
+        assert!(has_data(&json!({"overdue": [{"client_id": "0190", "client_name": "Acme", "days": 0}]})));
+        assert!(!has_data(&json!({"users": [{"user_id": "0190", "calls": 0}]})));
     }
 }

@@ -96,7 +96,7 @@ async fn a_worker_killed_mid_export_leaves_no_partial_file_and_the_next_complete
     assert_eq!(i64::try_from(rows).expect("rows"), stored);
 }
 
-/// Expiry: past `expires_at` the sweep deletes the file and the export turns `expired` (410 from then on);
+/// Expiry: past `expires_at` the scheduler's file-expiry deletes the file and the export turns `expired` (410 from then on);
 /// an import's upload goes `IMPORT_FILE_TTL_DAYS` after its import ended.
 #[tokio::test]
 async fn expired_exports_and_old_uploads_lose_their_files() {
@@ -135,8 +135,8 @@ async fn expired_exports_and_old_uploads_lose_their_files() {
         .await
         .expect("age");
 
-    // A worker sweeps when it starts (and every minute after).
-    let _sweeper = app.start_worker(&["--queues", "exports"]).await;
+    // The scheduler's file-expiry runs when it starts (and every minute after).
+    let _scheduler = app.start_scheduler(&[]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let view = app.get(&format!("/api/v1/exports/{export_id}"), &admin).await;

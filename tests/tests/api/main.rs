@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod dashboard;
+mod emails;
 mod export_entities;
 mod export_faults;
 mod exports;
@@ -19,6 +20,7 @@ mod records;
 mod reports;
 mod roles;
 mod rollups;
+mod schedules;
 mod seed;
 mod sign_in;
 mod stalls;
