@@ -168,9 +168,8 @@ impl SystemClock {
             if !maintenance::claim_system_run(pool, schedule.name, latest).await? {
                 continue; // another scheduler fired this time
             }
-            if let Ok(mut busy) = self.busy.lock()
-                && !busy.insert(schedule.name)
-            {
+            let still_running = self.busy.lock().is_ok_and(|mut busy| !busy.insert(schedule.name));
+            if still_running {
                 // The previous run here is still going; this time is recorded as fired with nothing done.
                 let note = "the previous run was still going";
                 maintenance::finish_system_run(pool, schedule.name, latest, None, Some(note)).await?;
