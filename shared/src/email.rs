@@ -6,6 +6,9 @@ use minijinja::Environment;
 use serde_json::Value;
 use std::sync::OnceLock;
 
+/// Where a scheduled report's files are stored; they are deleted once their email is sent.
+pub const REPORT_FILES_PREFIX: &str = "schedules/";
+
 /// The largest file attached to an email; larger ones are linked (`download_url`).
 pub const MAX_ATTACHMENT_BYTES: u64 = 10 * 1024 * 1024;
 

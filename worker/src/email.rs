@@ -92,6 +92,7 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
         Ok(_) => {
             record(context, tenant, email.id, &SendOutcome::Sent).await?;
             tracing::info!(email_id = %email.id, kind = email.kind, "email sent");
+            forget_report_files(context, &email).await;
             Ok(Some(json!({ "email_status": "sent" })))
         }
         Err(error) => {
@@ -99,7 +100,25 @@ pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
             let reason = format!("SMTP: {error}");
             record(context, tenant, email.id, &SendOutcome::NotSent { error: reason.clone(), last }).await?;
             tracing::warn!(email_id = %email.id, attempt = job.attempts, last, error = %error, "email not sent");
-            if last { Err(JobError::Permanent(reason)) } else { Err(JobError::Transient(reason)) }
+            if last {
+                forget_report_files(context, &email).await;
+                Err(JobError::Permanent(reason))
+            } else {
+                Err(JobError::Transient(reason))
+            }
+        }
+    }
+}
+
+/// A scheduled report's file exists only to be attached: once its email is sent (or given up on) it goes.
+/// Exports' files stay until their own expiry (their download link is in other emails).
+async fn forget_report_files(context: &JobContext, email: &EmailRow) {
+    for attachment in email.attachments.as_array().into_iter().flatten() {
+        let Some(key) = attachment.get("storage_key").and_then(Value::as_str) else { continue };
+        if key.starts_with(crm_shared::email::REPORT_FILES_PREFIX)
+            && let Err(error) = context.runtime.storage.delete(key).await
+        {
+            tracing::warn!(key, error = %error, "a sent report's file was not deleted");
         }
     }
 }

@@ -155,7 +155,8 @@ async fn report_for(
         let _ = std::fs::remove_file(&local);
         return Err(JobError::Transient(format!("the report file could not be written: {error}")));
     }
-    let key = format!("schedules/{tenant}/{}/{recipient}-{}-{file_name}", run.id, context.job.attempts);
+    let prefix = crm_shared::email::REPORT_FILES_PREFIX;
+    let key = format!("{prefix}{tenant}/{}/{recipient}-{}-{file_name}", run.id, context.job.attempts);
     let stored = context.runtime.storage.store_file(&key, &local).await;
     let _ = std::fs::remove_file(&local);
     let size = stored?;

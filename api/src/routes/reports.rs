@@ -28,18 +28,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-pub const REPORT_NAMES: [&str; 10] = [
-    "pipeline",
-    "lead-source",
-    "conversion-rate",
-    "revenue-by-client",
-    "user-activity",
-    "follow-ups",
-    "client-retention",
-    "project-performance",
-    "upcoming-tasks",
-    "revenue-forecast",
-];
+pub use crm_shared::report_run::REPORT_NAMES;
 
 /// The parameters every dated report takes.
 #[derive(Debug, Default, Deserialize, IntoParams)]

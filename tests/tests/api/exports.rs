@@ -2,7 +2,7 @@
 //! returns (cell by cell: CSV parsed, XLSX read back with calamine, PDF through pdftotext), for an admin, a
 //! manager and a sales rep; an exported leads file imports back to the same leads; download links.
 
-use crm_tests::{PASSWORD, Process, Session, TestApp};
+use crm_tests::{PASSWORD, Process, Session, TestApp, pdf_text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -268,20 +268,6 @@ async fn each_format_holds_exactly_what_each_roles_list_shows() {
         let email = lead["email"].as_str().expect("email");
         assert!(!rows.iter().any(|row| row[2] == email), "{email} is not the rep's");
     }
-}
-
-fn pdf_text(bytes: &[u8]) -> String {
-    let path = std::env::temp_dir().join(format!("export-{}.pdf", Uuid::new_v4()));
-    std::fs::write(&path, bytes).expect("write");
-    let output = std::process::Command::new("pdftotext")
-        .arg("-layout")
-        .arg(&path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils)");
-    let _ = std::fs::remove_file(&path);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -65,6 +65,16 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/reports/upcoming-tasks", "get"),
         ("/api/v1/reports/revenue-forecast", "get"),
         ("/api/v1/dashboard/metrics", "get"),
+        ("/api/v1/schedules", "get"),
+        ("/api/v1/schedules", "post"),
+        ("/api/v1/schedules/{id}", "get"),
+        ("/api/v1/schedules/{id}", "patch"),
+        ("/api/v1/schedules/{id}", "delete"),
+        ("/api/v1/schedules/{id}/run", "post"),
+        ("/api/v1/schedules/{id}/runs", "get"),
+        ("/api/v1/emails", "get"),
+        ("/api/v1/admin/system-schedules", "get"),
+        ("/api/v1/admin/system-schedules/{name}/run", "post"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
@@ -122,6 +132,11 @@ async fn the_document_covers_every_route_and_its_errors() {
     assert!(probe["headers"].get("Location").is_some(), "{probe}");
     assert!(probe["content"]["application/json"]["schema"].to_string().contains("JobAccepted"), "{probe}");
     assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
+    for path in ["/api/v1/schedules/{id}/run", "/api/v1/admin/system-schedules/{name}/run"] {
+        let fired = &paths[path]["post"]["responses"]["202"];
+        assert!(fired["headers"].get("Location").is_some(), "{path}: {fired}");
+        assert!(fired["content"]["application/json"]["schema"].to_string().contains("JobAccepted"), "{path}: {fired}");
+    }
     // Every report documents its response schema, its 403 and its 422.
     for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/api/v1/reports/")) {
         let responses = &item["get"]["responses"];

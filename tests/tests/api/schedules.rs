@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, Duration as TimeDelta, DurationRound, Timelike, Utc};
 use crm_tests::smtp::SmtpServer;
-use crm_tests::{Session, TestApp, create_record};
+use crm_tests::{Session, TestApp, create_record, pdf_text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -37,20 +37,6 @@ async fn run_now(app: &TestApp, session: &Session, schedule: &str) -> Value {
         assert!(tokio::time::Instant::now() < deadline, "the run did not end: {}", runs.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn pdf_text(bytes: &[u8]) -> String {
-    let path = std::env::temp_dir().join(format!("report-{}.pdf", Uuid::new_v4()));
-    std::fs::write(&path, bytes).expect("write");
-    let output = std::process::Command::new("pdftotext")
-        .arg("-layout")
-        .arg(&path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils)");
-    let _ = std::fs::remove_file(&path);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Whether some line of the PDF's text reads `section status count` (other columns may follow).
@@ -134,6 +120,79 @@ async fn a_weekly_pipeline_report_reaches_a_manager_and_a_rep_as_their_own_pdf()
         assert!(messages.iter().any(|message| message.message_id == format!("<{id}@localhost>")), "{id}");
     }
     app.get("/api/v1/emails", &manager).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // The report files existed only to be attached: once sent, they are gone.
+    let folder = std::env::temp_dir().join("crm-test-storage").join("schedules").join(admin.tenant_id.to_string());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while files_under(&folder) > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "report files left in {}", folder.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn files_under(folder: &std::path::Path) -> usize {
+    std::fs::read_dir(folder).map_or(0, |entries| {
+        entries.flatten().map(|entry| if entry.path().is_dir() { files_under(&entry.path()) } else { 1 }).sum()
+    })
+}
+
+#[tokio::test]
+async fn an_export_schedule_sends_each_recipient_their_own_rows_as_an_attachment() {
+    let app = TestApp::spawn().await;
+    let smtp = SmtpServer::start().await;
+    let admin = app.tenant().await;
+    let rep = app.user(&admin, "sales", &[]).await;
+    let other = app.user(&admin, "sales", &[]).await;
+    for (session, leads) in [(&rep, 2), (&other, 3)] {
+        for _ in 0..leads {
+            create_record(&app, session, "leads").await;
+        }
+    }
+    let template = app
+        .post(
+            "/api/v1/export-templates",
+            &admin,
+            json!({ "name": "All leads", "entity": "leads", "format": "csv", "shared": true }),
+        )
+        .await;
+    assert_eq!(template.status, StatusCode::CREATED, "{}", template.body);
+    let _worker = app.start_worker_with(&["--queues", "reports,exports,emails"], &[("SMTP_URL", &smtp.url())]).await;
+    let body = json!({ "name": "Leads to all", "cron": "0 7 * * *", "recipients": [admin.user_id, rep.user_id],
+                       "action": { "type": "export", "template_id": template.id() } });
+    let schedule = create_schedule(&app, &admin, body).await;
+    assert_eq!(schedule["action"], json!({ "type": "export", "template_id": template.id() }));
+    let run = run_now(&app, &admin, schedule["id"].as_str().expect("id")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let messages = smtp.wait_for(2, Duration::from_secs(60)).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    for (session, rows) in [(&admin, 5), (&rep, 2)] {
+        let message = messages.iter().find(|message| message.to.contains(&session.email)).expect("an email each");
+        let (name, content_type, bytes) = &message.attachments[0];
+        assert!(name.ends_with(".csv") && content_type.starts_with("text/csv"), "{name} {content_type}");
+        let csv = String::from_utf8_lossy(bytes);
+        assert_eq!(csv.lines().count(), rows + 1, "{} sees {rows} leads:\n{csv}", session.email);
+    }
+    // Counted on the run as the exports ended; no separate "export ready" notice went out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let schedule_id = schedule["id"].as_str().expect("id");
+    loop {
+        let runs = app.get(&format!("/api/v1/schedules/{schedule_id}/runs"), &admin).await;
+        if runs.data()[0]["emails_sent"] == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", runs.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kinds: Vec<String> = app
+        .get("/api/v1/emails", &admin)
+        .await
+        .data()
+        .as_array()
+        .expect("emails")
+        .iter()
+        .map(|email| email["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kinds, ["scheduled_export", "scheduled_export"]);
 }
 
 #[tokio::test]
