@@ -65,6 +65,8 @@ impl Application {
             metrics: http_metrics::recorder()?,
             hashing: crm_shared::password::PasswordHashing::for_this_machine(),
             tenant_shares: request_limits::TenantShares::new(settings.tenant_max_concurrent_requests),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            stopping: CancellationToken::new(),
             settings: Arc::new(settings),
         };
         let listener = TcpListener::bind(state.settings.api_addr).await?;
@@ -84,13 +86,28 @@ impl Application {
         tracing::info!(addr = %self.listener.local_addr()?, "crm-api listening");
         let timeouts = serve::Timeouts { header: self.state.settings.http_header_timeout, drain: DRAIN_TIMEOUT };
         let gauges = tokio::spawn(routes::health::refresh_job_gauges(self.state.clone(), shutdown.child_token()));
+        let listener = {
+            let (url, events, stop) =
+                (self.state.settings.database_url().to_owned(), self.state.events.clone(), shutdown.child_token());
+            tokio::spawn(async move { crm_shared::db::events::listen(&url, events, stop).await })
+        };
+        let stopping = self.state.stopping.clone();
+        let watch = shutdown.clone();
+        tokio::spawn(async move {
+            watch.cancelled().await;
+            stopping.cancel();
+        });
         serve::serve(self.listener, self.router, timeouts, shutdown).await;
         gauges.abort();
+        listener.abort();
         self.state.db.close().await;
         tracing::info!("crm-api stopped");
         Ok(())
     }
 }
+
+/// Job events a replica holds for watchers that fall behind; past it they are told to `resync`.
+const EVENT_BUFFER: usize = 4096;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -113,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::dashboard::router())
         .merge(routes::schedules::router())
         .merge(routes::emails::router())
+        .merge(routes::events::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/metrics", get(routes::health::metrics))

@@ -4,7 +4,7 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    auth, dashboard, emails, export_download, export_templates, exports, health, import_errors, imports, jobs,
+    auth, dashboard, emails, events, export_download, export_templates, exports, health, import_errors, imports, jobs,
     record_kinds, reports, schedules, teams, ticket_replies, users,
 };
 use utoipa::openapi::path::Operation;
@@ -52,6 +52,7 @@ use utoipa::{Modify, OpenApi};
         schedules::create_schedule, schedules::list_schedules, schedules::get_schedule, schedules::update_schedule,
         schedules::delete_schedule, schedules::run_schedule, schedules::list_runs,
         emails::list_emails, emails::list_system_schedules, emails::run_system_schedule,
+        events::stream,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses),

@@ -24,6 +24,10 @@ pub struct AppState {
     pub tenant_shares: crate::request_limits::TenantShares,
     /// Dashboard answers per tenant and scope; every write the dashboard counts drops the tenant's entries.
     pub dashboard_cache: crm_shared::dashboard_cache::DashboardCache,
+    /// Job events from Postgres (LISTEN), fanned out to the event streams of this replica.
+    pub events: tokio::sync::broadcast::Sender<crm_shared::db::events::Announcement>,
+    /// Cancelled when the process stops: open event streams end rather than hold the shutdown.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod dashboard;
 pub mod emails;
+pub mod events;
 pub mod export_download;
 pub mod export_templates;
 pub mod exports;

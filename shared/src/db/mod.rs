@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod emails;
+pub mod events;
 pub mod export_templates;
 pub mod exports;
 pub mod import_lookups;

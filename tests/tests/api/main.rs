@@ -3,6 +3,7 @@
 mod bad_input;
 mod dashboard;
 mod emails;
+mod events;
 mod export_entities;
 mod export_faults;
 mod exports;

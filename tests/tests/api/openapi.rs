@@ -75,6 +75,7 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/emails", "get"),
         ("/api/v1/admin/system-schedules", "get"),
         ("/api/v1/admin/system-schedules/{name}/run", "post"),
+        ("/api/v1/events/stream", "get"),
     ];
     let record_paths: Vec<(String, &str)> = crm_tests::RECORD_KINDS
         .iter()
@@ -132,6 +133,8 @@ async fn the_document_covers_every_route_and_its_errors() {
     assert!(probe["headers"].get("Location").is_some(), "{probe}");
     assert!(probe["content"]["application/json"]["schema"].to_string().contains("JobAccepted"), "{probe}");
     assert!(paths["/api/v1/leads"]["post"]["responses"].get("409").is_some());
+    let stream = &paths["/api/v1/events/stream"]["get"]["responses"]["200"]["content"];
+    assert!(stream.get("text/event-stream").is_some(), "{stream}");
     for path in ["/api/v1/schedules/{id}/run", "/api/v1/admin/system-schedules/{name}/run"] {
         let fired = &paths[path]["post"]["responses"]["202"];
         assert!(fired["headers"].get("Location").is_some(), "{path}: {fired}");
