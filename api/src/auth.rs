@@ -121,6 +121,12 @@ impl FromRequestParts<AppState> for AuthCtx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Checked before the cached caller (the request limits resolve it first): a write signed in by the
+        // cookie is refused here whoever resolved it.
+        let by_cookie = !parts.headers.contains_key(header::AUTHORIZATION) && session_token(&parts.headers).is_some();
+        if by_cookie && !parts.method.is_safe() {
+            refuse_cross_site(&parts.headers)?;
+        }
         if let Some(auth) = parts.extensions.get::<AuthCtx>() {
             return Ok(*auth);
         }
@@ -134,9 +140,14 @@ impl AuthCtx {
     /// Validates the bearer token of a request. Cheap (an HMAC), so the request limits can run it before
     /// any handler does.
     pub fn from_headers(headers: &axum::http::HeaderMap, state: &AppState) -> Result<Self, ApiError> {
-        let header = headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("sign in first: send Authorization: Bearer <token>"))?;
+        let Some(header) = headers.get(header::AUTHORIZATION) else {
+            let token = session_token(headers).ok_or_else(|| {
+                ApiError::unauthorized(
+                    "sign in first: send Authorization: Bearer <token> (or use the console's session)",
+                )
+            })?;
+            return Self::from_token(token, state);
+        };
         let token = header
             .to_str()
             .ok()
@@ -144,6 +155,10 @@ impl AuthCtx {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <token>"))?;
+        Self::from_token(token, state)
+    }
+
+    fn from_token(token: &str, state: &AppState) -> Result<Self, ApiError> {
         let claims = state.jwt.verify(token)?;
         let span = tracing::Span::current();
         span.record("tenant_id", tracing::field::display(claims.tenant));
@@ -171,4 +186,51 @@ impl FromRequestParts<AppState> for AdminCtx {
         }
         Ok(AdminCtx(auth))
     }
+}
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "crm_session";
+
+/// The token of the `crm_session` cookie, if the request has one.
+fn session_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// `Set-Cookie` for the session: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends
+/// it), Secure when the API is reached over https (PUBLIC_URL). `max_age` 0 clears it.
+pub fn session_cookie(state: &AppState, token: &str, max_age: i64) -> String {
+    let secure = if state.settings.public_url.starts_with("https://") { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+/// A write signed in by the cookie must come from the console itself: it carries `X-Requested-With` (which a
+/// form or image on another site cannot send, and which a cross-origin script may send only after a CORS
+/// preflight this API never grants), and its `Origin`, when the browser sends one, is this host.
+fn refuse_cross_site(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "csrf",
+            "a write signed in by the session cookie must come from the console (X-Requested-With, same origin)",
+        )
+    };
+    if headers.get("x-requested-with").and_then(|value| value.to_str().ok()) != Some("crm-console") {
+        return Err(refused());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if host.is_empty() || origin_host != host {
+            return Err(refused());
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(docs())
+        .merge(console::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_limits::enforce))

@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         health::health, health::ready, health::metrics,
-        auth::login, auth::logout, auth::me,
+        auth::login, auth::logout, auth::me, auth::create_session, auth::delete_session,
         users::list_users, users::create_user, users::get_user, users::update_user, users::audit_log,
         teams::list_teams, teams::create_team, teams::set_members,
         record_kinds::lead_endpoints::list, record_kinds::lead_endpoints::create, record_kinds::lead_endpoints::get_one,

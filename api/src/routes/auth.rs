@@ -8,7 +8,8 @@ use crate::login_throttle::LoginAttempt;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use crm_shared::db::audit::{self, AuditEntry};
 use crm_shared::db::users;
@@ -62,6 +63,11 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<Data<LoginResponse>>, ApiError> {
+    Ok(Json(Data { data: sign_in(&state, peer, body).await? }))
+}
+
+/// Checks a sign-in and issues its token (the login and the console's session share every check and limit).
+async fn sign_in(state: &AppState, peer: SocketAddr, body: LoginRequest) -> Result<LoginResponse, ApiError> {
     let mut validator = Validator::new();
     let email = validator.field("email", body.email, true, text(320));
     let password = body.password.filter(|password| !password.is_empty());
@@ -133,19 +139,17 @@ pub async fn login(
     attempt.succeeded(&state).await?;
     users::record_login(&state.db, UserId(user.id)).await?;
     let (token, expires_at) = state.jwt.issue(UserId(user.id), TenantId(user.tenant_id), role, user.token_version)?;
-    Ok(Json(Data {
-        data: LoginResponse {
-            token,
-            expires_at,
-            user: SessionUser {
-                id: user.id,
-                email: user.email.clone(),
-                name: user.name.clone(),
-                role,
-                tenant_id: user.tenant_id,
-            },
+    Ok(LoginResponse {
+        token,
+        expires_at,
+        user: SessionUser {
+            id: user.id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            role,
+            tenant_id: user.tenant_id,
         },
-    }))
+    })
 }
 
 /// A hashing refusal as the API answers it: 503 with `Retry-After` when the pool is full.
@@ -201,9 +205,47 @@ pub async fn me(State(state): State<AppState>, auth: AuthCtx) -> Result<Json<Dat
     }))
 }
 
+/// What the console's sign-in answers: the token stays in the HttpOnly cookie, out of the page's reach.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub expires_at: DateTime<Utc>,
+    pub user: SessionUser,
+}
+
+/// Signs in for the console: the same checks and limits as `login`, but the token goes into the
+/// `crm_session` cookie (HttpOnly, SameSite=Strict, Secure when PUBLIC_URL is https), never into the body.
+/// Requests with the cookie and no Authorization header are signed in; their writes must carry
+/// `X-Requested-With` and, when the browser sends `Origin`, come from this origin (403 `csrf` otherwise).
+#[utoipa::path(post, path = "/api/v1/auth/session", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "Signed in; the session cookie is set", body = Data<SessionResponse>,
+               headers(("Set-Cookie" = String, description = "crm_session=…; HttpOnly; SameSite=Strict; Path=/")))))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let signed_in = sign_in(&state, peer, body).await?;
+    let max_age = (signed_in.expires_at - Utc::now()).num_seconds().max(0);
+    let cookie = crate::auth::session_cookie(&state, &signed_in.token, max_age);
+    let body = Json(Data { data: SessionResponse { expires_at: signed_in.expires_at, user: signed_in.user } });
+    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+/// Signs the console out: every token of the caller stops working (as `logout`), and the cookie is cleared.
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth",
+    responses((status = 204, description = "Signed out; the session cookie is cleared")))]
+pub async fn delete_session(State(state): State<AppState>, auth: AuthCtx) -> Result<Response, ApiError> {
+    let (mut tx, _) = state.begin(&auth).await?;
+    users::revoke_tokens(&mut tx, auth.tenant_id, auth.user_id).await?;
+    tx.commit().await?;
+    let cookie = crate::auth::session_cookie(&state, "", 0);
+    Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
+}
+
 pub fn router() -> axum::Router<AppState> {
     use axum::routing::{get, post};
     axum::Router::new()
+        .route("/api/v1/auth/session", post(create_session).delete(delete_session))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))

@@ -19,6 +19,8 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/auth/login", "post"),
         ("/api/v1/auth/logout", "post"),
         ("/api/v1/auth/me", "get"),
+        ("/api/v1/auth/session", "post"),
+        ("/api/v1/auth/session", "delete"),
         ("/api/v1/users", "get"),
         ("/api/v1/users", "post"),
         ("/api/v1/users/{id}", "get"),
