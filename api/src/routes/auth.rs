@@ -86,7 +86,7 @@ async fn sign_in(state: &AppState, peer: SocketAddr, body: LoginRequest) -> Resu
     };
     let address = peer.ip().to_string();
     let lookup = users::find_for_login(&state.db, &email, body.tenant_id.map(TenantId)).await?;
-    let attempt = LoginAttempt::begin(&state, &lookup.email_key, &address).await?;
+    let attempt = LoginAttempt::begin(state, &lookup.email_key, &address).await?;
     let lane = if attempt.known_address { Lane::Trusted } else { Lane::Anyone };
 
     // Every candidate's hash is checked (the decoy's when there is none), so the time taken does not tell
@@ -136,7 +136,7 @@ async fn sign_in(state: &AppState, peer: SocketAddr, body: LoginRequest) -> Resu
     }
     let Some(user) = matching.first() else { return Err(ApiError::internal("login candidate vanished")) };
     let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", user.role)))?;
-    attempt.succeeded(&state).await?;
+    attempt.succeeded(state).await?;
     users::record_login(&state.db, UserId(user.id)).await?;
     let (token, expires_at) = state.jwt.issue(UserId(user.id), TenantId(user.tenant_id), role, user.token_version)?;
     Ok(LoginResponse {
