@@ -40,6 +40,8 @@ function el(tag, attributes, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes || {})) {
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    // Through the CSSOM: the page's policy refuses style attributes.
+    else if (name === "style") Object.assign(node.style, value);
     else if (value === true) node.setAttribute(name, "");
     else if (value !== false && value !== null && value !== undefined) node.setAttribute(name, value);
   }
@@ -66,7 +68,7 @@ function progressBar(done, total, label) {
   const percent = total ? Math.min(100, Math.round((done / total) * 100)) : 0;
   return el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
     "aria-valuenow": String(percent), "aria-label": label || "progress", "data-percent": String(percent) },
-    el("span", { style: "width:" + percent + "%" }));
+    el("span", { style: { width: percent + "%" } }));
 }
 
 function table(columns, rows, empty) {
@@ -139,7 +141,7 @@ async function reportsPage() {
     const { data } = await api("GET", "/api/v1/reports/pipeline");
     const max = Math.max(1, ...data.leads.map((row) => row.count));
     const chart = el("div", { class: "bar-chart", "aria-label": "Leads by status" }, data.leads.map((row) =>
-      el("div", {}, el("span", {}, row.status), el("i", { style: "width:" + (100 * row.count) / max + "%" }), el("b", {}, String(row.count)))));
+      el("div", {}, el("span", {}, row.status), el("i", { style: { width: (100 * row.count) / max + "%" } }), el("b", {}, String(row.count)))));
     return el("div", {},
       el("section", { class: "card" }, el("h2", {}, "Leads by status"), chart),
       el("section", { class: "card" }, el("h2", {}, "Projects by status"),
@@ -310,7 +312,7 @@ async function jobsPage() {
     const load = async () => {
       const list = await api("GET", "/api/v1/jobs?limit=50");
       holder.replaceChildren(table([["Kind", (r) => r.kind], ["Status", (r) => el("span", { class: "status-" + r.status }, r.status)],
-        ["Progress", (r) => progressBar(r.progress.done, r.progress.total, r.kind + " progress")], ["Attempts", (r) => r.attempts + "/" + r.max_attempts],
+        ["Progress", (r) => r.status === "succeeded" ? progressBar(1, 1, r.kind + " progress") : progressBar(r.progress.done, r.progress.total, r.kind + " progress")], ["Attempts", (r) => r.attempts + "/" + r.max_attempts],
         ["Error", (r) => r.error || ""], ["", (r) => state.user.role === "readonly" ? "" : el("span", {},
           ["queued", "running"].includes(r.status) ? el("button", { class: "secondary", onclick: () => act(`/api/v1/jobs/${r.id}/cancel`) }, "Cancel") : null,
           ["failed", "dead", "cancelled"].includes(r.status) ? el("button", { class: "secondary", onclick: () => act(`/api/v1/jobs/${r.id}/retry`) }, "Retry") : null)]],
@@ -327,13 +329,15 @@ async function jobsPage() {
 async function queuesPage() {
   await page("Queues and workers", async () => {
     const { data } = await api("GET", "/api/v1/admin/queues");
-    const queues = data.queues || [];
-    const workers = data.workers || [];
+    const workers = new Map();
+    data.forEach((queue) => (queue.live_workers || []).forEach((worker) => workers.set(worker.started_at + (worker.name || ""), worker)));
     return el("div", {},
-      el("section", { class: "card" }, el("h2", {}, "Queues"), table([["Queue", (r) => r.queue || r.name], ["Queued", (r) => r.queued ?? ""],
-        ["Running", (r) => r.running ?? ""], ["Dead", (r) => r.dead ?? ""]], queues, "No queues.")),
-      el("section", { class: "card" }, el("h2", {}, "Workers"), table([["Name", (r) => r.name], ["Queues", (r) => (r.queues || []).join(", ")],
-        ["Heartbeat", (r) => when(r.last_heartbeat_at)]], workers, "No worker is running.")));
+      el("section", { class: "card" }, el("h2", {}, "Queues"), table([["Queue", (r) => r.queue], ["Queued", (r) => r.queued],
+        ["Running", (r) => r.running], ["Done (1 h)", (r) => r.succeeded_last_hour], ["Failed (1 h)", (r) => r.failed_last_hour],
+        ["Dead", (r) => r.dead], ["Workers", (r) => (r.live_workers || []).length]], data, "No queues.")),
+      el("section", { class: "card" }, el("h2", {}, "Workers"), table([["Name", (r) => r.name || "(this tenant sees no names)"],
+        ["Queues", (r) => (r.queues || []).join(", ")], ["Concurrency", (r) => r.concurrency],
+        ["Started", (r) => when(r.started_at)], ["Heartbeat", (r) => when(r.last_heartbeat_at)]], [...workers.values()], "No worker is running.")));
   });
 }
 
