@@ -14,32 +14,40 @@ fn ticket_url(id: Uuid) -> String {
     format!("{}/api/v1/tickets/{id}", crm_shared::email::public_url())
 }
 
-/// After a ticket was created (`before` is None) or changed: emails its assignee when that is new.
+/// After a ticket was created (`before` is None) or changed: emails its assignee when that is new. `ticket` is
+/// the row the write returned (no second read).
 pub async fn ticket_saved(
     conn: &mut PgConnection,
     tenant: TenantId,
     actor: UserId,
-    ticket: Uuid,
+    ticket: &tickets::TicketRow,
     before: Option<Option<Uuid>>,
-    changed_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DomainError> {
-    let Some(now) = tickets::people(conn, tenant, ticket).await? else { return Ok(()) };
-    let Some(assignee) = now.assigned_to_user_id else { return Ok(()) };
+    let Some(assignee) = ticket.assigned_to_user_id else { return Ok(()) };
     if assignee == actor.as_uuid() || before == Some(Some(assignee)) {
         return Ok(());
     }
+    let id = ticket.id;
     let (kind, event_key) = match before {
-        None => (EmailKind::TicketCreated, format!("ticket-created:{ticket}")),
+        None => (EmailKind::TicketCreated, format!("ticket-created:{id}")),
         Some(_) => (
             EmailKind::TicketAssigned,
-            format!("ticket-assigned:{ticket}:{assignee}:{}", changed_at.timestamp_micros()),
+            format!("ticket-assigned:{id}:{assignee}:{}", ticket.updated_at.timestamp_micros()),
         ),
+    };
+    let people = TicketPeople {
+        subject: ticket.subject.clone(),
+        priority: ticket.priority.clone(),
+        category: ticket.category.clone(),
+        description: ticket.description.clone(),
+        created_by: ticket.created_by,
+        assigned_to_user_id: ticket.assigned_to_user_id,
     };
     let email = NewEmail {
         to_user: UserId(assignee),
         kind,
         event_key,
-        context: context(&now, ticket),
+        context: context(&people, id),
         attachments: json!([]),
         schedule_run_id: None,
     };

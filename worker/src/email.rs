@@ -64,12 +64,7 @@ impl Mailer {
 
 pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
     let job = &context.job;
-    let email_id: Uuid = job
-        .payload
-        .get("email_id")
-        .and_then(Value::as_str)
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| JobError::Permanent("bad email payload".into()))?;
+    let email_id = context.payload_id("email_id")?;
     let tenant = TenantId(job.tenant_id);
     let email = {
         let mut tx = context.begin().await?;

@@ -22,19 +22,13 @@ use crm_shared::{DomainError, TenantId, UserId, db};
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 /// Rows per batch: per progress commit and per hand-over to the writer.
 const BATCH_ROWS: usize = 5_000;
 
 pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
     let job = &context.job;
-    let export_id: Uuid = job
-        .payload
-        .get("export_id")
-        .and_then(Value::as_str)
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| JobError::Permanent("bad export payload".into()))?;
+    let export_id = context.payload_id("export_id")?;
     let tenant = TenantId(job.tenant_id);
     let pool = &context.runtime.pool;
     let (export, runner) = {
@@ -148,7 +142,7 @@ async fn write_file(
     let total = records::count_matching(&mut read, tenant, plan.table, &plan.viewer, &plan.query).await?;
     let header: Vec<&'static str> = plan.columns.iter().map(|column| column.name).collect();
     let title = Title {
-        heading: format!("{} export", capitalised(&export.entity)),
+        heading: format!("{} export", exports::capitalised(&export.entity)),
         filters: describe_filters(export),
         made_for: runner.email.clone(),
         made_at: chrono::Utc::now(),
@@ -209,11 +203,6 @@ async fn end(context: &JobContext, export: &ExportRow, status: &str, error: &str
     repo::end_without_file(&mut tx, TenantId(context.job.tenant_id), export.id, status, Some(error)).await?;
     context.commit(tx, None).await?;
     Err(JobError::Permanent(error.to_owned()))
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// The filters and sort as the requester gave them, for the PDF's title block.

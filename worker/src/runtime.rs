@@ -122,6 +122,16 @@ impl JobContext {
         }
     }
 
+    /// A uuid field of the job's payload (`export_id`, `email_id` …), or a permanent failure naming it.
+    pub fn payload_id(&self, field: &str) -> Result<Uuid, JobError> {
+        self.job
+            .payload
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| JobError::Permanent(format!("bad {} payload: no {field}", self.job.kind)))
+    }
+
     /// The claim this run holds.
     pub fn lease(&self) -> JobLease {
         JobLease { job_id: self.job.id, attempt: self.job.attempts, worker: self.runtime.worker_name.clone() }

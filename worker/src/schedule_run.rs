@@ -29,13 +29,7 @@ struct Delivery {
 }
 
 pub async fn run(context: &JobContext) -> Result<Option<Value>, JobError> {
-    let run_id: Uuid = context
-        .job
-        .payload
-        .get("schedule_run_id")
-        .and_then(Value::as_str)
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| JobError::Permanent("bad report payload".into()))?;
+    let run_id = context.payload_id("schedule_run_id")?;
     let tenant = TenantId(context.job.tenant_id);
     let (run, schedule) = {
         let mut tx = context.begin().await?;
@@ -134,7 +128,7 @@ async fn report_for(
         .map_err(|error| JobError::Transient(format!("temporary directory: {error}")))?;
     let local = directory.join(format!("{}-{recipient}-{}.{}", run.id, context.job.attempts, format.as_str()));
     let title = Title {
-        heading: format!("{} report: {}", capitalised(name), schedule.name),
+        heading: format!("{} report: {}", exports::capitalised(name), schedule.name),
         filters: period.clone(),
         made_for: address,
         made_at: chrono::Utc::now(),
@@ -253,9 +247,4 @@ async fn export_for(
     export_repo::link_schedule_run(&mut tx, tenant, export_id, run.id).await?;
     context.commit(tx, None).await?;
     Ok(skipped(recipient, "export_queued", format!("export {export_id}")))
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

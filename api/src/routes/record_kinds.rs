@@ -429,7 +429,7 @@ impl RecordResource for Tickets {
     ) -> BoxFuture<'a, Result<TicketRow, ApiError>> {
         async move {
             let row = tickets::insert(&mut *conn, tenant, user, body.validate(locale)?).await?;
-            crate::notify::ticket_saved(conn, tenant, user, row.id, None, row.updated_at).await?;
+            crate::notify::ticket_saved(conn, tenant, user, &row, None).await?;
             Ok(row)
         }
         .boxed()
@@ -447,7 +447,7 @@ impl RecordResource for Tickets {
             let before = tickets::people(&mut *conn, tenant, id).await?.map(|ticket| ticket.assigned_to_user_id);
             let row = tickets::update(&mut *conn, tenant, &viewer, id, body.validate(locale)?).await?;
             if let (Some(row), Some(before)) = (&row, before) {
-                crate::notify::ticket_saved(conn, tenant, viewer.user_id, row.id, Some(before), row.updated_at).await?;
+                crate::notify::ticket_saved(conn, tenant, viewer.user_id, row, Some(before)).await?;
             }
             Ok(row)
         }

@@ -76,13 +76,18 @@ pub struct ScheduleView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A stored action as callers give it: an export schedule by its template id, not the validated query kept
+/// for its runs.
+fn action_as_given(action: &Value) -> Value {
+    match action.get("type").and_then(Value::as_str) {
+        Some("export") => json!({ "type": "export", "template_id": action.get("template_id") }),
+        _ => action.clone(),
+    }
+}
+
 impl From<ScheduleRow> for ScheduleView {
     fn from(row: ScheduleRow) -> Self {
-        // What the caller sent, not the validated export query kept for the runs.
-        let action = match row.action.get("type").and_then(Value::as_str) {
-            Some("export") => json!({ "type": "export", "template_id": row.action.get("template_id") }),
-            _ => row.action,
-        };
+        let action = action_as_given(&row.action);
         ScheduleView {
             id: row.id,
             name: row.name,
@@ -341,11 +346,8 @@ pub async fn update_schedule(
 ) -> Result<Json<Data<ScheduleView>>, ApiError> {
     let (mut tx, session) = state.begin(&auth).await?;
     let row = visible(&mut tx, &auth, id).await?;
-    // An export action is given again by its template id (the stored query is the schedule's own).
-    let stored_action = match row.action.get("type").and_then(Value::as_str) {
-        Some("export") => json!({ "type": "export", "template_id": row.action.get("template_id") }),
-        _ => row.action.clone(),
-    };
+    // An export action is checked again from its template (the stored query is the schedule's own).
+    let stored_action = action_as_given(&row.action);
     let merged = ScheduleRequest {
         name: body.name.or(Some(row.name)),
         cron: body.cron.or(Some(row.cron)),

@@ -88,6 +88,12 @@ pub fn entity_name(entity: Entity) -> &'static str {
     }
 }
 
+/// `leads` → `Leads`, for file titles.
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 /// What a PDF's title block says.
 #[derive(Debug, Clone)]
 pub struct Title {
