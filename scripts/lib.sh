@@ -39,6 +39,9 @@ install_missing_packages() {
     command -v pdftotext >/dev/null || missing+=(poppler-utils)
     # The tests' SMTP server (aiosmtpd, storing what it receives in a Maildir the tests read).
     /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+    # The console's browser tests: Debian's Chromium driven over WebDriver by chromedriver.
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]}"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -4,8 +4,8 @@
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    auth, dashboard, emails, events, export_download, export_templates, exports, health, import_errors, imports, jobs,
-    record_kinds, reports, schedules, teams, ticket_replies, users,
+    auth, dashboard, emails, events, export_download, export_templates, exports, health, import_errors, import_preview,
+    imports, jobs, record_kinds, reports, schedules, teams, ticket_replies, users,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         record_kinds::ticket_endpoints::update, record_kinds::ticket_endpoints::delete, record_kinds::ticket_endpoints::restore,
         ticket_replies::list_replies, ticket_replies::add_reply,
         jobs::list_jobs, jobs::get_job, jobs::cancel_job, jobs::retry_job, jobs::queues, jobs::create_probe,
-        imports::create_import, imports::list_imports, imports::get_import, import_errors::list_errors,
+        imports::create_import, import_preview::preview_import, imports::list_imports, imports::get_import, import_errors::list_errors,
         import_errors::errors_csv, import_errors::update_error, imports::retry_import, imports::cancel_import,
         exports::create_export, exports::list_exports, exports::get_export, exports::cancel_export,
         export_download::download_export, export_templates::list_templates, export_templates::create_template,

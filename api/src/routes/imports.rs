@@ -3,9 +3,9 @@
 //! History, detail, the failed rows (as JSON or as a CSV ready to fix and upload again), corrections, retry of
 //! the unresolved rows as the next attempt, and cancel. Admins, managers and sales import; other roles get 403.
 
-use super::import_errors;
 use super::import_upload::{StoredUpload, bad_upload, read_form_field, store_file, too_large, unsupported};
 use super::{Data, ListResponse, page};
+use super::{import_errors, import_preview};
 use crate::auth::AuthCtx;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
@@ -35,6 +35,7 @@ pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         // The upload has its own limit (IMPORT_MAX_BYTES), counted as it streams.
         .route("/api/v1/imports", get(list_imports).post(create_import).layer(DefaultBodyLimit::disable()))
+        .route("/api/v1/imports/preview", post(import_preview::preview_import).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/imports/{id}", get(get_import))
         .route("/api/v1/imports/{id}/errors", get(import_errors::list_errors))
         .route("/api/v1/imports/{id}/errors.csv", get(import_errors::errors_csv))

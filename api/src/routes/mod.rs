@@ -9,6 +9,7 @@ pub mod export_templates;
 pub mod exports;
 pub mod health;
 pub mod import_errors;
+pub mod import_preview;
 mod import_upload;
 pub mod imports;
 pub mod jobs;

@@ -109,6 +109,27 @@ pub fn map_columns(
     headers: &[String],
     explicit: Option<&HashMap<String, String>>,
 ) -> Result<ColumnMap, String> {
+    let fields = match_columns(entity, headers, explicit)?;
+    if let Some(problem) = missing_required(entity, headers, &fields) {
+        return Err(problem);
+    }
+    let used: Vec<usize> = fields.values().copied().collect();
+    let unmapped = headers
+        .iter()
+        .enumerate()
+        .filter(|(column, header)| !used.contains(column) && !header.trim().is_empty())
+        .map(|(_, header)| header.clone())
+        .collect();
+    Ok(ColumnMap { fields, unmapped })
+}
+
+/// The field each column fills (field → column index), before the required fields are checked; an error when
+/// the mapping names what the file or entity lacks, or two columns would fill one field.
+pub fn match_columns(
+    entity: ImportEntity,
+    headers: &[String],
+    explicit: Option<&HashMap<String, String>>,
+) -> Result<BTreeMap<&'static str, usize>, String> {
     let known = entity.fields();
     let mut fields: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut claim = |field: &'static str, column: usize, header: &str| -> Result<(), String> {
@@ -149,22 +170,23 @@ pub fn map_columns(
             }
         }
     }
+    Ok(fields)
+}
+
+/// Why the import cannot start when a required field has no column.
+pub fn missing_required(
+    entity: ImportEntity,
+    headers: &[String],
+    fields: &BTreeMap<&'static str, usize>,
+) -> Option<String> {
     let missing: Vec<&str> = entity.required().iter().copied().filter(|field| !fields.contains_key(field)).collect();
-    if !missing.is_empty() {
-        return Err(format!(
+    (!missing.is_empty()).then(|| {
+        format!(
             "the file has no column for {} (headers are matched ignoring case, spaces and underscores; found: {})",
             missing.join(", "),
             headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let used: Vec<usize> = fields.values().copied().collect();
-    let unmapped = headers
-        .iter()
-        .enumerate()
-        .filter(|(column, header)| !used.contains(column) && !header.trim().is_empty())
-        .map(|(_, header)| header.clone())
-        .collect();
-    Ok(ColumnMap { fields, unmapped })
+        )
+    })
 }
 
 #[cfg(test)]

@@ -121,6 +121,30 @@ pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, ReadSummar
     Ok((header, summary))
 }
 
+/// The header and the first `rows` data rows, for a look at a file before it is imported; the rest is not read.
+pub fn preview(
+    path: &Path,
+    format: FileFormat,
+    rows: usize,
+) -> Result<(Header, Vec<SourceRow>, ReadSummary), FileError> {
+    let mut header = None;
+    let mut first = Vec::with_capacity(rows);
+    let summary = read_file(
+        path,
+        format,
+        |found| {
+            header = Some(found.clone());
+            Ok(())
+        },
+        |row| {
+            first.push(row);
+            if first.len() >= rows { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        },
+    )?;
+    let header = header.ok_or_else(|| FileError("the file is empty: it has no header row".into()))?;
+    Ok((header, first, summary))
+}
+
 /// Turns raw header cells into unique, non-blank column names.
 pub fn header_names(cells: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(cells.len());

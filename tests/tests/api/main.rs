@@ -11,6 +11,7 @@ mod exports;
 mod formula_cells;
 mod hostile;
 mod import_files;
+mod import_preview;
 mod import_rights;
 mod imports;
 mod job_rights;

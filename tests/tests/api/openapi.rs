@@ -39,6 +39,7 @@ async fn the_document_covers_every_route_and_its_errors() {
         ("/api/v1/admin/probes", "post"),
         ("/api/v1/imports", "get"),
         ("/api/v1/imports", "post"),
+        ("/api/v1/imports/preview", "post"),
         ("/api/v1/exports", "get"),
         ("/api/v1/exports", "post"),
         ("/api/v1/exports/{id}", "get"),
