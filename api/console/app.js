@@ -162,28 +162,61 @@ async function importsPage() {
   await page("Imports", async () => {
     const input = el("input", { type: "file", id: "import-file", accept: ".csv,.xlsx", "aria-label": "File to import" });
     const entity = el("select", { id: "import-entity" }, ["leads", "clients", "projects"].map((name) => el("option", { value: name }, name)));
+    const mode = el("select", { id: "import-mode" }, [["create", "create (a duplicate is an error)"], ["upsert", "upsert (update matches)"],
+      ["skip", "skip duplicates"]].map(([value, text]) => el("option", { value }, text)));
     const drop = el("div", { class: "drop", id: "drop" }, "Drop a CSV or XLSX file here, or choose one below.");
-    const upload = async (file) => {
-      if (!file) return;
+    const preview = el("div", { id: "import-preview" });
+    let chosen = null;
+    // The mapping the user set in the preview, or null while they kept the one matched from the headers.
+    let mapping = null;
+    const formFor = (file) => {
       const form = new FormData();
       form.append("entity", entity.value);
+      if (mapping) form.append("mapping", JSON.stringify(mapping));
       form.append("file", file, file.name);
-      try {
-        const { data } = await api("POST", "/api/v1/imports", form);
-        location.hash = "#/imports/" + data.id;
-      } catch (error) {
-        toast(error.message);
-      }
+      return form;
     };
+    const showPreview = async () => {
+      if (!chosen) return;
+      preview.replaceChildren(el("p", { class: "state loading" }, "Reading " + chosen.name + "…"));
+      let data;
+      try {
+        ({ data } = await api("POST", "/api/v1/imports/preview", formFor(chosen)));
+      } catch (error) {
+        preview.replaceChildren(el("p", { class: "state error", role: "alert" }, error.message));
+        return;
+      }
+      const selects = data.columns.map((column, index) => el("select", { "aria-label": "Field for column " + column.name,
+        "data-column": column.name, id: "map-" + index, onchange: () => {
+          mapping = Object.fromEntries(selects.filter((s) => s.value).map((s) => [s.dataset.column, s.value]));
+          showPreview();
+        } }, el("option", { value: "" }, "(ignore)"), data.fields.map((field) => el("option", { value: field, selected: field === column.field }, field))));
+      const start = el("button", { id: "import-start", disabled: Boolean(data.problem), onclick: async () => {
+        try {
+          const { data: accepted } = await api("POST", "/api/v1/imports", (() => { const form = formFor(chosen); form.append("mode", mode.value); return form; })());
+          location.hash = "#/imports/" + accepted.id;
+        } catch (error) { toast(error.message); }
+      } }, "Import " + data.file_name);
+      preview.replaceChildren(
+        el("p", {}, `${data.file_name} · ${data.format}` + (data.encoding ? ` · ${data.encoding}, "${data.delimiter}"` : "") + " · required: " + data.required.join(", ")),
+        el("table", { class: "mapping" },
+          el("thead", {}, el("tr", {}, data.columns.map((column, index) => el("th", { scope: "col" }, el("label", { for: "map-" + index }, column.name), selects[index])))),
+          el("tbody", {}, data.rows.map((row) => el("tr", {}, row.map((cell) => el("td", {}, cell)))))),
+        data.rows.length ? null : el("p", { class: "state empty" }, "The file has a header and no rows."),
+        data.problem ? el("p", { class: "error", role: "alert", id: "import-problem" }, data.problem) : null,
+        el("p", {}, el("label", { for: "import-mode" }, "When a record exists"), mode, " ", start));
+    };
+    const choose = (file) => { if (file) { chosen = file; mapping = null; showPreview(); } };
+    entity.addEventListener("change", () => { mapping = null; showPreview(); });
     drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
     drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (event) => { event.preventDefault(); drop.classList.remove("over"); upload(event.dataTransfer.files[0]); });
-    input.addEventListener("change", () => upload(input.files[0]));
+    drop.addEventListener("drop", (event) => { event.preventDefault(); drop.classList.remove("over"); choose(event.dataTransfer.files[0]); });
+    input.addEventListener("change", () => choose(input.files[0]));
     const list = await api("GET", "/api/v1/imports?limit=50");
     return el("div", {},
       el("section", { class: "card" }, el("h2", {}, "New import"), drop,
         el("form", { class: "inline", onsubmit: (e) => e.preventDefault() },
-          el("label", { for: "import-entity" }, "Records"), entity, el("label", { for: "import-file" }, "File"), input)),
+          el("label", { for: "import-entity" }, "Records"), entity, el("label", { for: "import-file" }, "File"), input), preview),
       el("section", { class: "card" }, el("h2", {}, "Your imports"),
         table([["File", (r) => el("a", { href: "#/imports/" + r.id }, r.file_name)], ["Status", (r) => el("span", { class: "status-" + r.status }, r.status)],
           ["Rows", (r) => r.processed_rows + (r.total_rows ? " / " + r.total_rows : "")], ["Failed", (r) => r.failed], ["Started", (r) => when(r.created_at)]],
@@ -211,7 +244,10 @@ async function importPage(id) {
       const rows = list.items.filter((row) => !row.resolved_at);
       errors.replaceChildren(rows.length ? table([["Row", (r) => r.row_number], ["Problem", (r) => r.message],
         ["Correct", (r) => {
-          const field = r.field || Object.keys(r.row_data || {})[0];
+          // Corrections name the file's column; the error names the field, matched as the import matches headers.
+          const fold = (name) => name.toLowerCase().replace(/[\s_-]/g, "");
+          const columns = Object.keys(r.row_data || {});
+          const field = (r.field && columns.find((column) => fold(column) === fold(r.field))) || r.field || columns[0];
           const value = (r.corrected_data && r.corrected_data[field]) ?? (r.row_data || {})[field] ?? "";
           const box = el("input", { value, "aria-label": "Correct " + field + " of row " + r.row_number, "data-field": field });
           const save = el("button", { class: "secondary", onclick: async () => {
@@ -263,10 +299,21 @@ async function exportsPage() {
         ["Progress", (r) => progressBar(r.progress.done, r.progress.total, "export progress")],
         ["File", (r) => r.download_url ? el("a", { class: "download", href: r.download_url }, "Download " + r.file_name) : ""]], list.items, "No exports yet."));
     };
+    const columns = el("input", { id: "export-columns", placeholder: "default columns", "aria-describedby": "export-columns-help" });
+    const status = el("input", { id: "export-status", placeholder: "any status" });
+    const search = el("input", { id: "export-q", type: "search", placeholder: "any" });
     const form = el("form", { class: "inline", onsubmit: async (event) => {
       event.preventDefault();
-      try { await api("POST", "/api/v1/exports", { entity: entity.value, format: format.value }); toast("Export queued."); load(); } catch (error) { toast(error.message); }
-    } }, el("label", { for: "export-entity" }, "Records"), entity, el("label", { for: "export-format" }, "Format"), format, el("button", { type: "submit" }, "Export"));
+      const body = { entity: entity.value, format: format.value, filters: {} };
+      const names = columns.value.split(",").map((name) => name.trim()).filter(Boolean);
+      if (names.length) body.columns = names;
+      if (status.value.trim()) body.filters.status = status.value.trim();
+      if (search.value.trim()) body.filters.q = search.value.trim();
+      try { await api("POST", "/api/v1/exports", body); toast("Export queued."); load(); } catch (error) { toast(error.message); }
+    } }, el("label", { for: "export-entity" }, "Records"), entity, el("label", { for: "export-format" }, "Format"), format,
+      el("label", { for: "export-columns" }, "Columns"), columns, el("label", { for: "export-status" }, "Status"), status,
+      el("label", { for: "export-q" }, "Search"), search, el("button", { type: "submit", id: "export-start" }, "Export"),
+      el("small", { id: "export-columns-help" }, "Columns and statuses as comma-separated names; empty takes all."));
     await load();
     stop = onEvents((event) => { if (event === null || event.kind === "export") load(); });
     return el("div", {}, el("section", { class: "card" }, el("h2", {}, "New export"), form), el("section", { class: "card" }, el("h2", {}, "History"), history));
@@ -309,8 +356,10 @@ async function jobsPage() {
   let stop = () => {};
   await page("Jobs", async () => {
     const holder = el("div", { id: "jobs" });
+    const filter = el("select", { id: "jobs-status", onchange: () => load() }, ["", "queued", "running", "succeeded", "failed", "dead", "cancelled"]
+      .map((value) => el("option", { value }, value || "every status")));
     const load = async () => {
-      const list = await api("GET", "/api/v1/jobs?limit=50");
+      const list = await api("GET", "/api/v1/jobs?limit=50" + (filter.value ? "&status=" + filter.value : ""));
       holder.replaceChildren(table([["Kind", (r) => r.kind], ["Status", (r) => el("span", { class: "status-" + r.status }, r.status)],
         ["Progress", (r) => r.status === "succeeded" ? progressBar(1, 1, r.kind + " progress") : progressBar(r.progress.done, r.progress.total, r.kind + " progress")], ["Attempts", (r) => r.attempts + "/" + r.max_attempts],
         ["Error", (r) => r.error || ""], ["", (r) => state.user.role === "readonly" ? "" : el("span", {},
@@ -321,7 +370,7 @@ async function jobsPage() {
     const act = async (path) => { try { await api("POST", path); load(); } catch (error) { toast(error.message); } };
     await load();
     stop = onEvents(() => load());
-    return el("section", { class: "card" }, holder);
+    return el("section", { class: "card" }, el("p", {}, el("label", { for: "jobs-status" }, "Show"), filter), holder);
   });
   return () => stop();
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the API against real Postgres and Redis, and of the three binaries as processes.
 
 mod bad_input;
+mod browser;
 mod console;
 mod dashboard;
 mod emails;
