@@ -197,14 +197,15 @@ async function importsPage() {
           location.hash = "#/imports/" + accepted.id;
         } catch (error) { toast(error.message); }
       } }, "Import " + data.file_name);
-      preview.replaceChildren(
+      // replaceChildren writes a null as the text "null": the optional parts are filtered out.
+      preview.replaceChildren(...[
         el("p", {}, `${data.file_name} · ${data.format}` + (data.encoding ? ` · ${data.encoding}, "${data.delimiter}"` : "") + " · required: " + data.required.join(", ")),
         el("table", { class: "mapping" },
           el("thead", {}, el("tr", {}, data.columns.map((column, index) => el("th", { scope: "col" }, el("label", { for: "map-" + index }, column.name), selects[index])))),
           el("tbody", {}, data.rows.map((row) => el("tr", {}, row.map((cell) => el("td", {}, cell)))))),
         data.rows.length ? null : el("p", { class: "state empty" }, "The file has a header and no rows."),
         data.problem ? el("p", { class: "error", role: "alert", id: "import-problem" }, data.problem) : null,
-        el("p", {}, el("label", { for: "import-mode" }, "When a record exists"), mode, " ", start));
+        el("p", {}, el("label", { for: "import-mode" }, "When a record exists"), mode, " ", start)].filter(Boolean));
     };
     const choose = (file) => { if (file) { chosen = file; mapping = null; showPreview(); } };
     entity.addEventListener("change", () => { mapping = null; showPreview(); });

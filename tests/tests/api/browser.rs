@@ -224,6 +224,7 @@ async fn the_console_imports_corrects_retries_exports_and_shows_each_role_only_i
     .expect("fields");
     assert_eq!(mapped, ["first_name", "last_name", "email", "company"]);
     assert_eq!(app.count_rows("imports", Some(admin.tenant_id)).await, 0, "a preview starts nothing");
+    assert!(!text_of(&client, "#import-preview").await.contains("null"), "no placeholder text in the preview");
     photograph(&client, "admin-import-preview-desktop").await;
     client.execute("window.notReloaded = true", vec![]).await.expect("mark the page");
     start.click().await.expect("start the import");
