@@ -4,7 +4,7 @@
 //! the answer.
 
 use super::Data;
-use super::import_upload::{StoredUpload, bad_upload, read_form_field, store_file, unsupported};
+use super::import_upload::{StoredUpload, read_upload_form, unsupported};
 use super::imports::may_import;
 use crate::auth::AuthCtx;
 use crate::error::ApiError;
@@ -70,24 +70,8 @@ pub async fn preview_import(
     let key_base = format!("previews/{}/{}", auth.tenant_id, new_id());
     let mut stored: Option<StoredUpload> = None;
     let mut fields: HashMap<String, String> = HashMap::new();
-    let read = async {
-        while let Some(mut field) = multipart.next_field().await.map_err(|error| bad_upload(&error))? {
-            let name = field.name().unwrap_or_default().to_owned();
-            if name == "file" {
-                if stored.is_some() {
-                    return Err(ApiError::field("file", "send one file"));
-                }
-                stored = Some(store_file(&state, &mut field, &key_base).await?);
-            } else {
-                let text = read_form_field(&mut field, &name).await?;
-                if matches!(name.as_str(), "entity" | "mapping") {
-                    fields.insert(name, text);
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let read =
+        read_upload_form(&state, &mut multipart, &key_base, &["entity", "mapping"], &mut stored, &mut fields).await;
     let answer = match read {
         Ok(()) => preview_stored(&state, stored.as_ref(), &fields).await,
         Err(error) => Err(error),

@@ -3,7 +3,7 @@
 //! History, detail, the failed rows (as JSON or as a CSV ready to fix and upload again), corrections, retry of
 //! the unresolved rows as the next attempt, and cancel. Admins, managers and sales import; other roles get 403.
 
-use super::import_upload::{StoredUpload, bad_upload, read_form_field, store_file, too_large, unsupported};
+use super::import_upload::{StoredUpload, read_upload_form, too_large, unsupported};
 use super::{Data, ListResponse, page};
 use super::{import_errors, import_preview};
 use crate::auth::AuthCtx;
@@ -121,25 +121,14 @@ pub async fn create_import(
     let key_base = format!("imports/{}/{import_id}", auth.tenant_id);
     let mut stored: Option<StoredUpload> = None;
     let mut fields: HashMap<String, String> = HashMap::new();
-    let read = async {
-        while let Some(mut field) = multipart.next_field().await.map_err(|error| bad_upload(&error))? {
-            let name = field.name().unwrap_or_default().to_owned();
-            if name == "file" {
-                if stored.is_some() {
-                    return Err(ApiError::field("file", "send one file per import"));
-                }
-                stored = Some(store_file(&state, &mut field, &key_base).await?);
-            } else {
-                // Every other field is read piece by piece and refused past its limit, never buffered whole
-                // (issue 9: a 1 GiB `entity` sent chunked took the API to 2,100 MiB before its 422).
-                let text = read_form_field(&mut field, &name).await?;
-                if matches!(name.as_str(), "entity" | "mapping" | "mode" | "dry_run") {
-                    fields.insert(name, text);
-                }
-            }
-        }
-        Ok(())
-    }
+    let read = read_upload_form(
+        &state,
+        &mut multipart,
+        &key_base,
+        &["entity", "mapping", "mode", "dry_run"],
+        &mut stored,
+        &mut fields,
+    )
     .await;
     let accepted = match read {
         Ok(()) => accept_upload(&state, &auth, &headers, import_id, stored.as_ref(), &fields).await,

@@ -107,6 +107,15 @@ pub fn read_file(
 /// Counts the data rows (the progress total) and checks the limits before any row is written; the summary also
 /// says what was detected.
 pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, ReadSummary), FileError> {
+    read_with_header(path, format, |_| ControlFlow::Continue(()))
+}
+
+/// Reads the file, handing each row to `on_row`, and answers its header (an error when it has none).
+fn read_with_header(
+    path: &Path,
+    format: FileFormat,
+    on_row: impl FnMut(SourceRow) -> ControlFlow<()>,
+) -> Result<(Header, ReadSummary), FileError> {
     let mut header = None;
     let summary = read_file(
         path,
@@ -115,7 +124,7 @@ pub fn count_rows(path: &Path, format: FileFormat) -> Result<(Header, ReadSummar
             header = Some(found.clone());
             Ok(())
         },
-        |_| ControlFlow::Continue(()),
+        on_row,
     )?;
     let header = header.ok_or_else(|| FileError("the file is empty: it has no header row".into()))?;
     Ok((header, summary))
@@ -127,21 +136,11 @@ pub fn preview(
     format: FileFormat,
     rows: usize,
 ) -> Result<(Header, Vec<SourceRow>, ReadSummary), FileError> {
-    let mut header = None;
     let mut first = Vec::with_capacity(rows);
-    let summary = read_file(
-        path,
-        format,
-        |found| {
-            header = Some(found.clone());
-            Ok(())
-        },
-        |row| {
-            first.push(row);
-            if first.len() >= rows { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        },
-    )?;
-    let header = header.ok_or_else(|| FileError("the file is empty: it has no header row".into()))?;
+    let (header, summary) = read_with_header(path, format, |row| {
+        first.push(row);
+        if first.len() >= rows { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })?;
     Ok((header, first, summary))
 }
 
