@@ -1,195 +1,178 @@
-//! Job platform throughput and pickup latency, through the real enqueue path and real crm-worker processes:
-//! - throughput: N no-op probe jobs committed to Postgres, then drained by one and by two worker processes
-//!   (jobs/s from the first job's start to the last job's end, read from Postgres);
-//! - enqueue: the API's single-job path (row in a tenant transaction, commit, hand-off to Redis), 16 at a time;
-//! - pickup latency on an idle worker: enqueue-to-start (`started_at - created_at`), p50 and p99.
+//! Job platform throughput and pickup latency, ours beside BullMQ on the same Redis, in the same run:
+//! - throughput: N no-op jobs queued first (ours: committed to Postgres; BullMQ: added to its queue), then
+//!   drained by one and by two worker processes at the same concurrency; jobs/s from the first job's start to
+//!   the last job's end, with the CPU each part spent per 1,000 jobs (workers, Redis, Postgres);
+//! - pickup latency on an idle worker: one job every 30 ms, enqueue to start, p50 and p99;
+//! - rounds interleave the two systems (the order alternates), and the summary takes the medians.
 //!
-//! Run: `cargo build --release --bins && cargo bench -p crm-tests --bench jobs_throughput`
-//! (`BENCH_JOBS` overrides N).
+//! Ours goes through the real enqueue path and real crm-worker processes; BullMQ runs
+//! `benches/bullmq/bench.mjs` (BullMQ 6.7.6, installed from the npm registry by this benchmark on first use).
+//!
+//! Run: `scripts/bench-jobs` (or `cargo build --release --bins && cargo bench -p crm-tests --bench
+//! jobs_throughput`). `BENCH_JOBS` (50,000), `BENCH_ROUNDS` (3) and `BENCH_CONCURRENCY` (64) override.
 
-use crm_shared::TenantId;
-use crm_shared::db::jobs::{self, NewJob};
-use crm_shared::jobs::{JobKind, JobTask, Queue};
-use crm_tests::{Process, TestApp, environment};
-use serde_json::json;
-use std::time::{Duration, Instant};
+#[path = "jobs_bench/bullmq.rs"]
+mod bullmq;
+#[path = "jobs_bench/cpu.rs"]
+mod cpu;
+#[path = "jobs_bench/ours.rs"]
+mod ours;
+
+use std::fmt;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(bench())
 }
 
-fn no_op() -> NewJob {
-    NewJob {
-        kind: JobKind::Probe,
-        payload: json!({}),
-        max_attempts: 3,
-        resource: None,
-        created_by: None,
-        request_id: None,
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// One drain of N jobs.
+pub struct Throughput {
+    pub jobs: usize,
+    pub seconds: f64,
+    pub workers_cpu_ms: f64,
+    pub redis_cpu_ms: f64,
+    pub postgres_cpu_ms: f64,
+}
+
+impl Throughput {
+    pub fn per_second(&self) -> f64 {
+        self.jobs as f64 / self.seconds
     }
 }
 
-async fn fresh_app() -> anyhow::Result<TestApp> {
-    Ok(TestApp::spawn_on(crm_tests::recreate_migrated_database("crm_bench_jobs").await).await)
-}
-
-fn concurrency() -> String {
-    std::env::var("BENCH_CONCURRENCY").unwrap_or_else(|_| "64".into())
-}
-
-fn start_workers(app: &TestApp, count: usize) -> Vec<Process> {
-    let mut env = environment(&app.database_url, &app.redis_prefix);
-    // Per-job "job ended" lines (crm_worker::runtime) are off: at thousands of jobs a second, logging them
-    // is an operator's choice, not part of the platform's cost.
-    env.insert("RUST_LOG".into(), "warn,crm_worker=info,crm_worker::runtime=warn".into());
-    env.insert("LOG_FORMAT".into(), "json".into());
-    let concurrency = concurrency();
-    (0..count)
-        .map(|_| Process::start("crm-worker", &["--queues", "system", "--concurrency", &concurrency], &env))
-        .collect()
-}
-
-async fn stop(workers: Vec<Process>) {
-    for mut worker in workers {
-        worker.signal(nix::sys::signal::Signal::SIGTERM);
-        worker.wait_exit(Duration::from_secs(30)).await;
+impl fmt::Display for Throughput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per_thousand = |ms: f64| ms * 1000.0 / self.jobs as f64;
+        write!(
+            f,
+            "{} jobs in {:.2} s = {:.0} jobs/s; CPU per 1,000 jobs: workers {:.0} ms, Redis {:.0} ms, Postgres {:.0} ms",
+            self.jobs,
+            self.seconds,
+            self.per_second(),
+            per_thousand(self.workers_cpu_ms),
+            per_thousand(self.redis_cpu_ms),
+            per_thousand(self.postgres_cpu_ms)
+        )
     }
 }
+
+/// Enqueue-to-start latencies of one pickup run, in milliseconds.
+pub struct Pickup {
+    pub sorted_ms: Vec<f64>,
+}
+
+impl Pickup {
+    pub fn from_latencies(mut latencies: Vec<f64>) -> Self {
+        latencies.sort_by(f64::total_cmp);
+        Self { sorted_ms: latencies }
+    }
+
+    pub fn percentile(&self, p: f64) -> f64 {
+        let last = self.sorted_ms.len().saturating_sub(1);
+        self.sorted_ms.get(((self.sorted_ms.len() as f64 * p) as usize).min(last)).copied().unwrap_or(f64::NAN)
+    }
+}
+
+impl fmt::Display for Pickup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} jobs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.sorted_ms.len(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.sorted_ms.last().copied().unwrap_or(f64::NAN)
+        )
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[derive(Default)]
+struct Results {
+    /// jobs/s per round, by [system][processes - 1]; system 0 is ours, 1 is BullMQ.
+    rates: [[Vec<f64>; 2]; 2],
+    /// (p50, p99) per round, by system.
+    pickups: [Vec<(f64, f64)>; 2],
+}
+
+const SYSTEMS: [&str; 2] = ["ours", "BullMQ"];
+const PICKUP_JOBS: usize = 300;
+const PICKUP_GAP_MS: u64 = 30;
 
 async fn bench() -> anyhow::Result<()> {
-    let total: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    let app = fresh_app().await?;
-    let admin = app.tenant().await;
-    let tenant = TenantId(admin.tenant_id);
+    let total = setting("BENCH_JOBS", 50_000);
+    let rounds = setting("BENCH_ROUNDS", 3).max(1);
+    let concurrency = setting("BENCH_CONCURRENCY", 64);
+    bullmq::install()?;
+    let ours = ours::Ours::start(concurrency).await?;
+    let redis_url = crm_tests::redis_url();
     println!(
-        "no-op probe jobs, crm-worker --concurrency {} per process, Postgres and Redis on this machine\n",
-        concurrency()
+        "{total} no-op jobs per run, concurrency {concurrency} per worker process, {rounds} rounds; Postgres and \
+         Redis on this machine, shared by both systems\n"
     );
 
-    for processes in [1usize, 2] {
-        sqlx::query("DELETE FROM jobs").execute(&app.db).await?;
-        let mut tx = crm_shared::db::begin_tenant(&app.db, tenant).await?;
-        for chunk in 0..total.div_ceil(10_000) {
-            let size = (total - chunk * 10_000).min(10_000);
-            jobs::insert_many(&mut tx, tenant, &vec![no_op(); size]).await?;
-        }
-        tx.commit().await?;
-        let workers = start_workers(&app, processes);
-        for worker in &workers {
-            worker
-                .wait_for_line("crm-worker ready", Duration::from_secs(30))
-                .await
-                .ok_or_else(|| anyhow::anyhow!("worker not ready"))?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let left: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").fetch_one(&app.db).await?;
-            if left == 0 {
-                break;
+    let mut results = Results::default();
+    for round in 1..=rounds {
+        println!("round {round}");
+        // Alternate which system goes first, so neither always runs on a machine the other just warmed.
+        let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        for processes in [1usize, 2] {
+            for system in order {
+                let run = match system {
+                    0 => ours.throughput(total, processes).await?,
+                    _ => bullmq::throughput(&redis_url, total, processes, concurrency).await?,
+                };
+                println!(
+                    "  {:<6} {processes} process{}: {run}",
+                    SYSTEMS[system],
+                    if processes == 1 { "  " } else { "es" }
+                );
+                results.rates[system][processes - 1].push(run.per_second());
             }
-            anyhow::ensure!(Instant::now() < deadline, "{left} jobs left after 10 minutes");
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (seconds, attempts): (f64, i64) = sqlx::query_as(
-            "SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8, sum(attempts)::int8 FROM jobs",
-        )
-        .fetch_one(&app.db)
-        .await?;
+        for system in order {
+            let pickup = match system {
+                0 => ours.pickup(PICKUP_JOBS, PICKUP_GAP_MS).await?,
+                _ => bullmq::pickup(&redis_url, PICKUP_JOBS, PICKUP_GAP_MS, concurrency).await?,
+            };
+            println!("  {:<6} pickup on an idle worker (enqueue to start): {pickup}", SYSTEMS[system]);
+            results.pickups[system].push((pickup.percentile(0.50), pickup.percentile(0.99)));
+        }
+    }
+    println!("  ours   enqueue (row + commit + hand-off), 16 callers: {}", ours.enqueue_rate(5_000).await?);
+
+    println!("\nmedians of {rounds} rounds");
+    let rate = |system: usize, processes: usize| median(results.rates[system][processes - 1].clone());
+    let pickup = |system: usize, p99: bool| {
+        median(results.pickups[system].iter().map(|(p50, p99_ms)| if p99 { *p99_ms } else { *p50 }).collect())
+    };
+    for (system, name) in SYSTEMS.iter().enumerate() {
         println!(
-            "throughput, {processes} worker process{}: {total} jobs in {seconds:.2} s = {:.0} jobs/s ({attempts} attempts)",
-            if processes == 1 { "" } else { "es" },
-            total as f64 / seconds
+            "  {:<6} jobs/s: 1 process {:.0}, 2 processes {:.0}; pickup p50 {:.1} ms, p99 {:.1} ms",
+            name,
+            rate(system, 1),
+            rate(system, 2),
+            pickup(system, false),
+            pickup(system, true)
         );
-        stop(workers).await;
     }
-
-    // Enqueue through the API's single-job path, 16 concurrent callers, no worker running.
-    sqlx::query("DELETE FROM jobs").execute(&app.db).await?;
-    let enqueued = 5_000usize;
-    let started = Instant::now();
-    let mut callers = tokio::task::JoinSet::new();
-    for caller in 0..16 {
-        let (db, redis, prefix) = (app.db.clone(), app.redis().await, app.redis_prefix.clone());
-        callers.spawn(async move {
-            for _ in (caller..enqueued).step_by(16) {
-                enqueue_one(&db, redis.clone(), &prefix, tenant).await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(result) = callers.join_next().await {
-        result??;
-    }
-    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "enqueue (row + commit + hand-off), 16 callers: {enqueued} jobs in {seconds:.2} s = {:.0} jobs/s",
-        enqueued as f64 / seconds
+        "jobs/s ours/BullMQ: 1 process {:.2}x, 2 processes {:.2}x",
+        rate(0, 1) / rate(1, 1),
+        rate(0, 2) / rate(1, 2)
     );
-    let workers = start_workers(&app, 1);
-    worker_ready(&workers).await?;
-    wait_all_done(&app).await?;
-
-    // Pickup latency: one job at a time on an idle worker.
-    sqlx::query("DELETE FROM jobs").execute(&app.db).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let redis = app.redis().await;
-    for _ in 0..300 {
-        enqueue_one(&app.db, redis.clone(), &app.redis_prefix, tenant).await?;
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    wait_all_done(&app).await?;
-    let mut latencies: Vec<f64> =
-        sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM started_at - created_at)::float8 * 1000 FROM jobs")
-            .fetch_all(&app.db)
-            .await?;
-    latencies.sort_by(f64::total_cmp);
-    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "pickup latency on an idle worker ({} jobs, enqueue to start): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        latencies.len(),
-        at(0.50),
-        at(0.99),
-        latencies.last().copied().unwrap_or_default()
-    );
-    stop(workers).await;
+    println!("pickup p99: ours {:.1} ms, BullMQ {:.1} ms", pickup(0, true), pickup(1, true));
     Ok(())
-}
-
-async fn enqueue_one(
-    db: &sqlx::PgPool,
-    redis: redis::aio::ConnectionManager,
-    prefix: &str,
-    tenant: TenantId,
-) -> anyhow::Result<()> {
-    let mut tx = crm_shared::db::begin_tenant(db, tenant).await?;
-    let job = jobs::insert(&mut tx, tenant, &no_op()).await?;
-    tx.commit().await?;
-    let task = JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: None };
-    crm_shared::jobs::hand_off_now(db, redis, prefix, Queue::System, vec![task]).await?;
-    Ok(())
-}
-
-async fn worker_ready(workers: &[Process]) -> anyhow::Result<()> {
-    for worker in workers {
-        worker
-            .wait_for_line("crm-worker ready", Duration::from_secs(30))
-            .await
-            .ok_or_else(|| anyhow::anyhow!("worker not ready"))?;
-    }
-    Ok(())
-}
-
-async fn wait_all_done(app: &TestApp) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'succeeded'").fetch_one(&app.db).await?;
-        if left == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{left} jobs left");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

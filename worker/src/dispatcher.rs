@@ -24,6 +24,16 @@ pub const STALE_AFTER: Duration = Duration::from_secs(15);
 /// A hand-off younger than this is not checked against Redis (the push may still be settling).
 const LOSS_CHECK_AFTER: Duration = Duration::from_secs(5);
 
+/// What one hand-off pass found.
+enum Pass {
+    /// It handed over all it could take: there may be more due.
+    More,
+    /// Redis holds `MAX_REDIS_BACKLOG` tasks of the queue already.
+    BacklogFull,
+    /// Nothing (more) is due, or another process holds the queue's hand-off.
+    Idle,
+}
+
 pub struct Dispatcher {
     pub pool: PgPool,
     pub redis: ConnectionManager,
@@ -31,13 +41,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Hands over due jobs until `shutdown`, quickly while there is work and every 250 ms when idle.
+    /// Hands over due jobs until `shutdown`: pass after pass while there are more, every 10 ms while the Redis
+    /// backlog is full (workers drain it in milliseconds), every 250 ms when idle (the API hands new jobs over
+    /// itself; this finds retries, recovered jobs and what a failed push left behind).
     pub async fn run_hand_off(self, queue: Queue, shutdown: CancellationToken) {
         let mut storage = queue_storage(self.redis.clone(), &self.redis_prefix, queue);
         loop {
             let pause = match self.hand_off(queue, &mut storage).await {
-                Ok(handed) if handed > 0 => Duration::from_millis(20),
-                Ok(_) => Duration::from_millis(250),
+                Ok(Pass::More) => Duration::ZERO,
+                Ok(Pass::BacklogFull) => Duration::from_millis(10),
+                Ok(Pass::Idle) => Duration::from_millis(250),
                 Err(error) => {
                     tracing::warn!(queue = queue.name(), error = %error, "hand-off failed; retrying");
                     Duration::from_secs(1)
@@ -54,33 +67,36 @@ impl Dispatcher {
         &self,
         queue: Queue,
         storage: &mut apalis_redis::RedisStorage<JobTask>,
-    ) -> Result<usize, crm_shared::DomainError> {
+    ) -> Result<Pass, crm_shared::DomainError> {
         let mut tx = self.pool.begin().await?;
         let lock_key = 0x6a6f_6273_0000_i64 + queue as i64;
         let locked = crm_shared::db::try_transaction_lock(&mut tx, lock_key).await?;
         if !locked {
-            return Ok(0);
+            // Another worker process is handing this queue over.
+            return Ok(Pass::Idle);
         }
         let room = MAX_REDIS_BACKLOG - self.backlog(queue).await?;
         if room <= 0 {
-            return Ok(0);
+            return Ok(Pass::BacklogFull);
         }
-        let due = jobs::lock_due(&mut tx, queue, room.min(BATCH)).await?;
+        let limit = room.min(BATCH);
+        let due = jobs::dispatch_due(&mut tx, queue, limit).await?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok(Pass::Idle);
         }
-        let ids: Vec<_> = due.iter().map(|job| job.id).collect();
+        let handed = due.len();
         let tasks = due
             .into_iter()
-            .map(|job| JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: job.request_id })
+            .map(|job| {
+                (JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: job.request_id }, job.redis_task_id)
+            })
             .collect();
-        // Pushed before the commit: a push that fails leaves the jobs unmarked for the next pass, and a commit
-        // that fails after the push only delivers them twice, which their claim makes harmless.
-        let task_ids = crm_shared::jobs::push_to_redis(storage, tasks).await?;
-        jobs::mark_dispatched(&mut tx, &ids, &task_ids).await?;
+        // Pushed before the commit: a push that fails rolls the marks back for the next pass, and a commit that
+        // fails after the push only delivers them twice, which their claim makes harmless.
+        crm_shared::jobs::push_to_redis(storage, tasks).await?;
         tx.commit().await?;
-        metrics::counter!("jobs_dispatched_total", "queue" => queue.name()).increment(ids.len() as u64);
-        Ok(ids.len())
+        metrics::counter!("jobs_dispatched_total", "queue" => queue.name()).increment(handed as u64);
+        Ok(if handed as i64 == limit { Pass::More } else { Pass::Idle })
     }
 
     /// Tasks of a queue waiting in Redis: due plus scheduled.

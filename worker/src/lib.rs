@@ -12,10 +12,11 @@ pub mod notify;
 pub mod probe;
 pub mod runtime;
 pub mod schedule_run;
+pub mod wake;
 
 use apalis::prelude::*;
 use crm_shared::config::Settings;
-use crm_shared::jobs::{Queue, queue_storage};
+use crm_shared::jobs::{Queue, queue_config, wake_channel};
 use dispatcher::Dispatcher;
 use runtime::JobRuntime;
 use std::sync::Arc;
@@ -35,8 +36,12 @@ pub const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
 pub const JOB_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// How long running jobs may take to finish after SIGTERM; what is still running then is left to recovery.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often an idle worker asks Redis for work (apalis' default is its 30 s heartbeat).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often an idle worker asks Redis for work when no push woke it (apalis' default is its 30 s heartbeat):
+/// only a backstop for a lost wake-up (`wake`).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Most tasks one fetch takes from Redis (never more than the worker's concurrency, so one worker does not
+/// hold tasks another idle worker could run).
+const MAX_FETCH: usize = 64;
 
 /// How often a worker that can send looks for emails held while none could.
 pub const HELD_EMAIL_INTERVAL: Duration = Duration::from_secs(5);
@@ -102,13 +107,25 @@ pub async fn run(settings: Settings, options: WorkerOptions, shutdown: Cancellat
         stop_background.clone(),
     ));
 
+    let wakes: Vec<(Queue, wake::Wake)> = options.queues.iter().map(|queue| (*queue, wake::Wake::default())).collect();
+    let channels =
+        wakes.iter().map(|(queue, wake)| (wake_channel(&queue_config(&settings.redis_prefix, *queue)), wake.clone()));
+    background.spawn(wake::listen(
+        redis::Client::open(settings.redis_url())?,
+        channels.collect(),
+        stop_background.clone(),
+    ));
+
     let mut monitor = Monitor::new();
-    for queue in options.queues.clone() {
+    for (queue, wake) in wakes {
         let (connection, prefix, runtime, base) =
             (redis.clone(), settings.redis_prefix.clone(), runtime.clone(), name.clone());
         let concurrency = options.concurrency;
         monitor = monitor.register(move |restarts| {
-            let storage = queue_storage(connection.clone(), &prefix, queue).poll_with_interval(POLL_INTERVAL);
+            let config = queue_config(&prefix, queue).batch_size(concurrency.clamp(1, MAX_FETCH));
+            let storage = apalis_redis::RedisStorage::new(connection.clone())
+                .with_config(config)
+                .poll_with_strategy(Strategy::new().stream(wake.clone()).interval(POLL_INTERVAL));
             // The restart count keeps the name unique when the monitor brings a failed worker back.
             WorkerBuilder::new(format!("{base}-{}-{restarts}", queue.name()))
                 .backend(storage)

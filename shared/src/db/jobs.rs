@@ -102,20 +102,26 @@ pub async fn insert_many(conn: &mut PgConnection, tenant: TenantId, jobs: &[NewJ
     Ok(ids)
 }
 
-/// A job handed to Redis: which Redis task carries it.
+/// A job being handed to Redis, with the id of the Redis task that will carry it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueJob {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub request_id: Option<String>,
+    pub redis_task_id: String,
 }
 
-/// Locks up to `limit` due jobs of a queue that Redis does not have yet; the caller pushes them and then
-/// calls `mark_dispatched` in the same transaction (or rolls back, leaving them for the next pass).
-pub async fn lock_due(conn: &mut PgConnection, queue: Queue, limit: i64) -> Result<Vec<DueJob>, DomainError> {
+/// Marks up to `limit` due jobs of a queue that Redis does not have yet as handed over, each with a new Redis
+/// task id, in one statement (the rows stay locked until commit). The caller pushes them and commits, or rolls
+/// back when the push fails, leaving them for the next pass.
+pub async fn dispatch_due(conn: &mut PgConnection, queue: Queue, limit: i64) -> Result<Vec<DueJob>, DomainError> {
     Ok(sqlx::query_as(
-        "SELECT id, tenant_id, request_id FROM jobs WHERE queue = $1 AND status = 'queued' AND dispatched_at IS NULL \
-         AND run_at <= now() ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        // `id = ANY(ARRAY(...))` rather than a join: the planner cannot know the batch is small and would hash
+        // the whole table to join it.
+        "UPDATE jobs SET dispatched_at = now(), redis_task_id = gen_random_uuid()::text \
+         WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE queue = $1 AND status = 'queued' AND dispatched_at IS NULL \
+             AND run_at <= now() ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)) \
+         RETURNING id, tenant_id, request_id, redis_task_id",
     )
     .bind(queue.name())
     .bind(limit)
