@@ -82,3 +82,22 @@ async fn subscribe(client: &redis::Client, channels: &[(String, Wake)]) -> redis
     }
     Ok(pubsub)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[test]
+    fn signals_before_a_look_are_one_wake_up_and_none_is_lost() {
+        let mut wake = Wake::default();
+        assert_eq!(wake.next().now_or_never(), None, "nothing signalled yet");
+        let from_another_task = wake.clone();
+        from_another_task.signal();
+        from_another_task.signal();
+        assert_eq!(wake.next().now_or_never(), Some(Some(())), "a signal wakes the consumer");
+        assert_eq!(wake.next().now_or_never(), None, "two signals before the look are one wake-up");
+        from_another_task.signal();
+        assert_eq!(wake.next().now_or_never(), Some(Some(())), "a later signal wakes it again");
+    }
+}

@@ -108,6 +108,31 @@ async fn a_job_accepted_before_redis_was_emptied_still_runs() {
 }
 
 #[tokio::test]
+async fn a_worker_outlives_a_redis_restart_and_runs_what_comes_after_it_once() {
+    let mut redis = crm_tests::PrivateRedis::start().await;
+    let app = TestApp::spawn_with(crm_tests::fresh_database().await, redis.url.clone()).await;
+    let admin = app.tenant().await;
+    let mut worker = app.start_worker(&["--queues", "system"]).await;
+    let before = app.enqueue_probe(admin.tenant_id, probe(1, 10), 3).await;
+    app.wait_job(before, Duration::from_secs(30), |job| job.status == "succeeded").await;
+
+    // Redis dies and comes back empty: the queue consumers and the wake-up subscription lose their connections.
+    redis.restart().await;
+    assert!(
+        worker.wait_for_line("wake-up subscription ended", Duration::from_secs(10)).await.is_some(),
+        "the worker noticed its wake-up subscription was cut: {:?}",
+        worker.output()
+    );
+    let after = app.enqueue_probe(admin.tenant_id, probe(2, 10), 3).await;
+    let job = app.wait_job(after, Duration::from_secs(30), |job| job.status == "succeeded").await;
+    assert_eq!(job.attempts, 1, "the job ran once");
+    assert_eq!(app.probe_steps(after).await.len(), 2, "each step once");
+    assert_eq!(app.job(before).await.attempts, 1, "the job finished before the restart did not run again");
+    worker.signal(Signal::SIGTERM);
+    worker.wait_exit(Duration::from_secs(30)).await.expect("stops");
+}
+
+#[tokio::test]
 async fn sigterm_drains_running_jobs_within_the_bound_and_loses_nothing() {
     let app = TestApp::spawn().await;
     let admin = app.tenant().await;
