@@ -194,8 +194,6 @@ pub fn queue_config(redis_prefix: &str, queue: Queue) -> apalis_redis::Config {
         // jobs of dead workers from their Postgres heartbeats much sooner.
         .heartbeat_interval(std::time::Duration::from_secs(5))
         .missed_heartbeats(12)
-        // Tasks fetched per Redis round trip (a worker takes no more than its --concurrency: `crm_worker`).
-        .batch_size(64)
         // Postgres holds every job's lease (claim, heartbeat, fencing); apalis' own lock would cost a Lua
         // script per batch whose LREM scans the whole waiting list for every task, for nothing we read.
         .lock_tasks(false)

@@ -39,8 +39,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often an idle worker asks Redis for work when no push woke it (apalis' default is its 30 s heartbeat):
 /// only a backstop for a lost wake-up (`wake`).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Most tasks one fetch takes from Redis (never more than the worker's concurrency, so one worker does not
-/// hold tasks another idle worker could run).
+/// Most tasks one fetch takes from Redis, per round trip (never more than the worker's concurrency, so one
+/// worker does not hold tasks another idle worker could run). Only consumers fetch, so it is set here, not in
+/// the shared `queue_config`.
 const MAX_FETCH: usize = 64;
 
 /// How often a worker that can send looks for emails held while none could.

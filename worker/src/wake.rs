@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A wake-up flag with the consumer's waker: any number of signals before the consumer looks are one wake-up.
+/// (apalis-redis' `Pubsub` is the same flag, but only its `RedisStorageFactory` can signal it, and that factory
+/// listens to the per-task events we turn off, on a connection without our timeouts.)
 #[derive(Clone, Default)]
 pub struct Wake(Arc<WakeState>);
 

@@ -3,7 +3,7 @@
 use super::{Pickup, Throughput, cpu};
 use crm_shared::TenantId;
 use crm_shared::db::jobs::{self, NewJob};
-use crm_shared::jobs::{JobKind, JobTask, Queue};
+use crm_shared::jobs::JobKind;
 use crm_tests::{Process, TestApp, environment};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -211,10 +211,6 @@ async fn enqueue_one(
     prefix: &str,
     tenant: TenantId,
 ) -> anyhow::Result<()> {
-    let mut tx = crm_shared::db::begin_tenant(db, tenant).await?;
-    let job = jobs::insert(&mut tx, tenant, &no_op()).await?;
-    tx.commit().await?;
-    let task = JobTask { job_id: job.id, tenant_id: job.tenant_id, request_id: None };
-    crm_shared::jobs::hand_off_now(db, redis, prefix, Queue::System, vec![task]).await?;
+    crm_tests::enqueue_probe_on(db, redis, prefix, tenant.0, json!({}), 3).await?;
     Ok(())
 }
